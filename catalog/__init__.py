@@ -1,0 +1,1 @@
+"""nrt-alerts catalog package."""

@@ -1,0 +1,292 @@
+"""Publish tile reports: immutable COGs and STAC items first, then mosaic VRTs, then the catalog pointers last."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pystac
+from affine import Affine
+from pystac.extensions.projection import ProjectionExtension
+from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+from rasterio.crs import CRS
+from rasterio.warp import transform_geom
+from shapely.geometry import box, mapping, shape
+
+from catalog import atomic
+from catalog.cog import write_cog
+from catalog.encoding import classification_classes, status_colormap
+from catalog.errors import PublishError
+from catalog.layers import PUBLISHED_LAYERS, STATUS, LayerSpec
+from catalog.locking import file_lock
+from catalog.mosaic import AreaGrid, MosaicSource, write_vrt
+from catalog.store import COLLECTION_ID, CatalogLayout, Publication, read_index
+
+log = logging.getLogger(__name__)
+
+CLASSIFICATION_SCHEMA = "https://stac-extensions.github.io/classification/v1.1.0/schema.json"
+COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+
+
+@dataclass
+class TileReport:
+    """One tile's alert layers as of its last absorbed acquisition."""
+
+    tile_id: str
+    datetime: dt.datetime
+    crs: CRS
+    transform: Affine
+    layers: dict[str, np.ndarray]
+    properties: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Rows, columns."""
+        return next(iter(self.layers.values())).shape
+
+
+def _stamp(value: dt.datetime) -> str:
+    """Compact UTC timestamp used in ids: 20240612 for midnight-free dates is not unique enough."""
+    return value.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
+
+
+def _iso(value: dt.datetime) -> str:
+    """ISO 8601 in UTC with a Z."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Publisher:
+    """Writes reports into the output STAC catalog; one publication per call, serialised by a lock."""
+
+    def __init__(self, stac_dir: Path, grid: AreaGrid, *, title: str, license: str = "CC-BY-4.0") -> None:
+        self.layout = CatalogLayout(stac_dir)
+        self.grid = grid
+        self.title = title
+        self.license = license
+
+    def publish(self, reports: Sequence[TileReport], *, now: dt.datetime | None = None) -> Publication | None:
+        """Publish the reports as new items and a new mosaic version; None when there is nothing new."""
+        if not reports:
+            return None
+        now = now or dt.datetime.now(dt.UTC)
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        with file_lock(self.layout.lock_path):
+            index = read_index(self.layout)
+            items = [self._write_item(report, now) for report in reports]
+            previous = index.latest
+            tile_items = dict(previous.items) if previous else {}
+            for report, item in zip(reports, items, strict=True):
+                tile_items[report.tile_id] = item["id"]
+            data_time = max(dt.datetime.fromisoformat(i["properties"]["datetime"]) for i in items)
+            if previous:
+                data_time = max(data_time, previous.datetime)
+            version = self._new_version(index.ids, data_time)
+            mosaics = self._write_mosaics(version, tile_items)
+            publication = Publication(id=version, datetime=data_time, published=now, items=tile_items, mosaics=mosaics)
+            self._write_collection(items)
+            self._write_root()
+            # The pointer moves last: readers see the new version only once every file it names is complete.
+            atomic.write_json(self.layout.index_path, index.with_publication(publication).to_dict())
+        log.info("published version %s: %d tile report(s), data as of %s", version, len(items), _iso(data_time))
+        return publication
+
+    def _new_version(self, existing: set[str], data_time: dt.datetime) -> str:
+        """A version id from the data time, made unique if that time was already published."""
+        base = _stamp(data_time)
+        version, n = base, 1
+        while version in existing:
+            n += 1
+            version = f"{base}-{n}"
+        return version
+
+    def _write_item(self, report: TileReport, now: dt.datetime) -> dict:
+        """Write one report's COGs and then its item JSON (immutable, never overwritten)."""
+        base_id = f"{report.tile_id}-{_stamp(report.datetime)}"
+        item_id, n = base_id, 1
+        while self.layout.item_path(item_id).exists():
+            n += 1
+            item_id = f"{base_id}-{n}"
+        folder = self.layout.item_path(item_id).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        height, width = report.shape
+        for layer in PUBLISHED_LAYERS:
+            array = report.layers.get(layer.asset)
+            if array is None:
+                raise PublishError(f"tile {report.tile_id}: report lacks layer {layer.asset}")
+            write_cog(
+                folder / f"{item_id}_{layer.asset}.tif",
+                array.astype(layer.dtype, copy=False),
+                crs=report.crs,
+                transform=report.transform,
+                nodata=layer.nodata,
+                description=layer.asset,
+                colormap=status_colormap() if layer is STATUS else None,
+                tags={"NRT_ALERTS_LAYER": layer.asset, "NRT_ALERTS_TILE": report.tile_id},
+            )
+        item = self._item_dict(item_id, report, now, width, height)
+        atomic.write_json(self.layout.item_path(item_id), item)
+        return item
+
+    def _item_dict(self, item_id: str, report: TileReport, now: dt.datetime, width: int, height: int) -> dict:
+        """Build the STAC item of a report with proj, raster and classification metadata."""
+        minx, maxy = report.transform @ (0, 0)
+        maxx, miny = report.transform @ (width, height)
+        footprint = transform_geom(report.crs, "EPSG:4326", mapping(box(minx, miny, maxx, maxy)), precision=7)
+        item = pystac.Item(
+            id=item_id,
+            geometry=footprint,
+            bbox=list(shape(footprint).bounds),
+            datetime=report.datetime.astimezone(dt.UTC),
+            properties={
+                "title": f"Alerts for tile {report.tile_id} as of {report.datetime.date().isoformat()}",
+                "created": _iso(now),
+                "nrt:tile": report.tile_id,
+                **report.properties,
+            },
+            collection=COLLECTION_ID,
+        )
+        proj = ProjectionExtension.ext(item, add_if_missing=True)
+        proj.code = report.crs.to_string() if report.crs.to_epsg() else None
+        if proj.code is None:
+            proj.wkt2 = report.crs.to_wkt()
+        proj.shape = [height, width]
+        proj.transform = list(report.transform)[:6]
+        proj.bbox = [minx, miny, maxx, maxy]
+        RasterExtension.add_to(item)
+        resolution = abs(report.transform.a)
+        for layer in PUBLISHED_LAYERS:
+            asset = pystac.Asset(
+                href=f"./{item_id}_{layer.asset}.tif",
+                media_type=COG_MEDIA_TYPE,
+                roles=["data", "overview"] if layer is STATUS else ["data"],
+                title=layer.title,
+                description=layer.description,
+            )
+            item.add_asset(layer.asset, asset)
+            RasterExtension.ext(asset).bands = [_raster_band(layer, resolution)]
+            if layer is STATUS:
+                asset.extra_fields["classification:classes"] = classification_classes()
+        item.stac_extensions.append(CLASSIFICATION_SCHEMA)
+        item.clear_links()
+        item_dict = item.to_dict(include_self_link=False, transform_hrefs=False)
+        item_dict["links"] = [
+            {"rel": "root", "href": "../../../catalog.json", "type": "application/json"},
+            {"rel": "parent", "href": "../../collection.json", "type": "application/json"},
+            {"rel": "collection", "href": "../../collection.json", "type": "application/json"},
+        ]
+        return item_dict
+
+    def _write_mosaics(self, version: str, tile_items: dict[str, str]) -> dict[str, str]:
+        """Write one VRT per layer for this version; return layer asset -> path relative to the collection."""
+        mosaics = {}
+        for layer in PUBLISHED_LAYERS:
+            target = self.layout.mosaic_path(version, layer.asset)
+            sources = [self._mosaic_source(item_id, layer) for _, item_id in sorted(tile_items.items())]
+            write_vrt(target, self.grid, layer, sources)
+            mosaics[layer.asset] = target.relative_to(self.layout.collection_dir).as_posix()
+        return mosaics
+
+    def _mosaic_source(self, item_id: str, layer: LayerSpec) -> MosaicSource:
+        """Where an item's layer COG sits in the area grid, read from its item JSON."""
+        item = json.loads(self.layout.item_path(item_id).read_text(encoding="utf-8"))
+        height, width = item["properties"]["proj:shape"]
+        return MosaicSource(
+            path=self.layout.item_path(item_id).parent / f"{item_id}_{layer.asset}.tif",
+            transform=Affine(*item["properties"]["proj:transform"][:6]),
+            width=width,
+            height=height,
+        )
+
+    def _write_collection(self, new_items: list[dict]) -> None:
+        """Add the new items to collection.json and widen its extent."""
+        path = self.layout.collection_path
+        collection = json.loads(path.read_text(encoding="utf-8")) if path.exists() else self._new_collection()
+        links = collection["links"]
+        known = {link["href"] for link in links if link["rel"] == "item"}
+        for item in new_items:
+            href = f"./items/{item['id']}/{item['id']}.json"
+            if href not in known:
+                links.append({"rel": "item", "href": href, "type": "application/geo+json", "title": item["id"]})
+        bboxes = [item["bbox"] for item in new_items] + collection["extent"]["spatial"]["bbox"][:1]
+        bboxes = [b for b in bboxes if all(math.isfinite(v) for v in b)]
+        collection["extent"]["spatial"]["bbox"] = [
+            [min(b[0] for b in bboxes), min(b[1] for b in bboxes), max(b[2] for b in bboxes), max(b[3] for b in bboxes)]
+        ]
+        times = [t for t in collection["extent"]["temporal"]["interval"][0] if t] + [
+            item["properties"]["datetime"] for item in new_items
+        ]
+        collection["extent"]["temporal"]["interval"] = [[min(times), max(times)]]
+        atomic.write_json(path, collection)
+
+    def _new_collection(self) -> dict:
+        """The alerts collection before any item is added."""
+        collection = pystac.Collection(
+            id=COLLECTION_ID,
+            title=self.title,
+            description="Near-real-time forest disturbance alerts published by nrt-alerts, one item per tile "
+            "and update. Status codes are listed in item_assets.status classification:classes.",
+            extent=pystac.Extent(
+                pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]),
+                pystac.TemporalExtent([[None, None]]),
+            ),
+            license=self.license,
+            keywords=["forest", "disturbance", "alerts", "near-real-time"],
+        )
+        collection.clear_links()
+        data = collection.to_dict(include_self_link=False, transform_hrefs=False)
+        data["extent"]["spatial"]["bbox"] = [[math.inf, math.inf, -math.inf, -math.inf]]
+        data["stac_extensions"] = [CLASSIFICATION_SCHEMA]
+        data["item_assets"] = {
+            layer.asset: {
+                "title": layer.title,
+                "description": layer.description,
+                "type": COG_MEDIA_TYPE,
+                "roles": ["data"],
+                **({"classification:classes": classification_classes()} if layer is STATUS else {}),
+            }
+            for layer in PUBLISHED_LAYERS
+        }
+        data["links"] = [
+            {"rel": "root", "href": "../catalog.json", "type": "application/json"},
+            {"rel": "parent", "href": "../catalog.json", "type": "application/json"},
+        ]
+        return data
+
+    def _write_root(self) -> None:
+        """Write the root catalog.json (it only ever points at the alerts collection)."""
+        if self.layout.catalog_path.exists():
+            return
+        catalog = pystac.Catalog(
+            id="nrt-alerts",
+            title="nrt-alerts outputs",
+            description="Forest disturbance alerts published by nrt-alerts.",
+        )
+        catalog.clear_links()
+        data = catalog.to_dict(include_self_link=False, transform_hrefs=False)
+        data["links"] = [
+            {"rel": "root", "href": "./catalog.json", "type": "application/json"},
+            {
+                "rel": "child",
+                "href": f"./{COLLECTION_ID}/collection.json",
+                "type": "application/json",
+                "title": self.title,
+            },
+        ]
+        atomic.write_json(self.layout.catalog_path, data)
+
+
+def _raster_band(layer: LayerSpec, resolution: float) -> RasterBand:
+    """raster:bands entry of a layer (NaN nodata is spelled 'nan' as the extension asks)."""
+    nodata: float | str = layer.nodata
+    if isinstance(nodata, float) and math.isnan(nodata):
+        nodata = "nan"
+    band = RasterBand.create(
+        nodata=nodata, data_type=DataType(layer.dtype), spatial_resolution=resolution, unit=layer.unit
+    )
+    return band

@@ -1,0 +1,261 @@
+"""The deployment's TOML configuration, validated with pydantic-settings; environment variables override it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+
+from scheduler.errors import ConfigError
+
+ENV_PREFIX = "NRT_ALERTS_"
+
+
+class _Section(BaseModel):
+    """A config table: unknown keys are an error, so typos do not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AreaConfig(_Section):
+    """The monitored area: a regular grid split into square tiles."""
+
+    crs: str = Field(description="CRS of the output grid, e.g. EPSG:32633")
+    resolution: Annotated[float, Field(gt=0)] = Field(description="Pixel size in CRS units")
+    bounds: tuple[float, float, float, float] = Field(description="minx, miny, maxx, maxy in the area CRS")
+    tile_size: Annotated[int, Field(ge=16, le=10000)] = Field(default=512, description="Tile edge in pixels")
+
+    @field_validator("crs")
+    @classmethod
+    def _known_crs(cls, value: str) -> str:
+        try:
+            CRS.from_user_input(value)
+        except CRSError as exc:
+            raise ValueError(f"unknown CRS {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> AreaConfig:
+        minx, miny, maxx, maxy = self.bounds
+        if not (maxx > minx and maxy > miny):
+            raise ValueError("bounds must be minx < maxx and miny < maxy")
+        return self
+
+
+IndexName = Literal["ndvi", "nbr", "ndmi", "evi"]
+
+# Which band roles each vegetation index reads.
+INDEX_BANDS: dict[str, tuple[str, ...]] = {
+    "ndvi": ("red", "nir"),
+    "nbr": ("nir", "swir22"),
+    "ndmi": ("nir", "swir16"),
+    "evi": ("blue", "red", "nir"),
+}
+
+
+class SourceConfig(_Section):
+    """Where imagery comes from and how to read it."""
+
+    kind: Literal["stac-api", "static"] = "stac-api"
+    url: str | None = Field(default=None, description="STAC API root URL (kind = stac-api)")
+    catalog: Path | None = Field(default=None, description="Static catalog.json (kind = static)")
+    collection: str = Field(description="Collection id, e.g. sentinel-2-l2a")
+    bands: dict[str, str] = Field(
+        default={"red": "red", "nir": "nir08", "green": "green", "swir16": "swir16"},
+        description="Band role -> asset key",
+    )
+    mask_band: str | None = Field(default="scl", description="Asset key of the cloud/scene classification")
+    mask_valid: list[int] = Field(default=[4, 5, 6, 7], description="Classes of mask_band that are clear")
+    scale: float = 0.0001
+    offset: float = -0.1
+    nodata: float | None = 0
+    max_cloud_cover: Annotated[float, Field(ge=0, le=100)] = 90.0
+    timeout_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="after")
+    def _kind_has_location(self) -> SourceConfig:
+        if self.kind == "stac-api" and not self.url:
+            raise ValueError("source.url is required when source.kind = 'stac-api'")
+        if self.kind == "static" and self.catalog is None:
+            raise ValueError("source.catalog is required when source.kind = 'static'")
+        return self
+
+
+class IndexConfig(_Section):
+    """The vegetation index monitored."""
+
+    name: IndexName = "ndvi"
+
+
+class ForestMaskConfig(_Section):
+    """Optional GeoTIFF of pixels to monitor; without it every pixel is monitored."""
+
+    path: Path | None = None
+    forest_values: list[int] = Field(default=[1], description="Mask values that mean forest")
+
+
+class IQRConfig(_Section):
+    """nrt's IQR monitor."""
+
+    algorithm: Literal["iqr"] = "iqr"
+    harmonic_order: Annotated[int, Field(ge=0, le=5)] = 3
+    trend: bool = True
+    sensitivity: Annotated[float, Field(gt=0)] = 1.5
+    boundary: Annotated[int, Field(ge=1, le=50)] = 3
+    fit_method: Literal["OLS", "RIRLS"] = "OLS"
+    high_confidence: Annotated[float, Field(gt=0)] = Field(
+        default=8.0,
+        description="Alerts whose mean |residual| / robust sigma reaches this are high confidence",
+    )
+
+
+MonitorConfig = IQRConfig
+
+
+class HistoryConfig(_Section):
+    """The stable period the monitor is fitted on."""
+
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HistoryConfig:
+        if self.end <= self.start:
+            raise ValueError("history.end must be after history.start")
+        return self
+
+
+class ClockConfig(_Section):
+    """What 'now' is: real time, or an accelerated demo clock."""
+
+    kind: Literal["real", "demo"] = "real"
+    start: dt.datetime | None = Field(default=None, description="Demo: the date 'now' is when the server starts")
+    days_per_minute: Annotated[float, Field(gt=0)] = Field(
+        default=15.0, description="Demo: simulated days per wall-clock minute"
+    )
+    stop: dt.datetime | None = Field(default=None, description="Demo: the clock stops here")
+
+    @model_validator(mode="after")
+    def _demo_has_start(self) -> ClockConfig:
+        if self.kind == "demo" and self.start is None:
+            raise ValueError("clock.start is required when clock.kind = 'demo'")
+        return self
+
+
+class ScheduleConfig(_Section):
+    """How often the in-process scheduler looks for new acquisitions."""
+
+    enabled: bool = True
+    interval_seconds: Annotated[float, Field(ge=1)] = 3600.0
+    misfire_grace_seconds: Annotated[float, Field(ge=1)] = 300.0
+
+
+class OutputConfig(_Section):
+    """Where states, reports and the STAC catalog of outputs are written."""
+
+    dir: Path = Path("data/output")
+    collection_title: str = "Forest disturbance alerts"
+
+    @property
+    def state_dir(self) -> Path:
+        """Folder of the per-tile monitor states."""
+        return self.dir / "state"
+
+    @property
+    def stac_dir(self) -> Path:
+        """Folder of the published STAC catalog and its COGs."""
+        return self.dir / "stac"
+
+
+class ServerConfig(_Section):
+    """The HTTP server."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    public_url: str | None = Field(default=None, description="Public base URL behind a proxy")
+    cors_origins: list[str] = ["*"]
+
+
+class Config(BaseSettings):
+    """The whole deployment, one TOML file; NRT_ALERTS_<SECTION>__<KEY> environment variables win."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    area: AreaConfig
+    source: SourceConfig
+    index: IndexConfig = IndexConfig()
+    forest_mask: ForestMaskConfig = ForestMaskConfig()
+    monitor: MonitorConfig = IQRConfig()
+    history: HistoryConfig
+    clock: ClockConfig = ClockConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    output: OutputConfig = OutputConfig()
+    server: ServerConfig = ServerConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment first, then the file's values (passed as init kwargs)."""
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _bands_for_index(self) -> Config:
+        missing = [role for role in INDEX_BANDS[self.index.name] if role not in self.source.bands]
+        if missing:
+            raise ValueError(f"index {self.index.name!r} needs source.bands entries for {', '.join(missing)}")
+        return self
+
+    def resolve_paths(self, base: Path) -> Config:
+        """Make relative paths absolute against the config file's folder."""
+
+        def absolute(path: Path | None) -> Path | None:
+            return None if path is None or path.is_absolute() else (base / path).resolve()
+
+        updates: dict[str, Any] = {}
+        if cat := absolute(self.source.catalog):
+            updates["source"] = self.source.model_copy(update={"catalog": cat})
+        if mask := absolute(self.forest_mask.path):
+            updates["forest_mask"] = self.forest_mask.model_copy(update={"path": mask})
+        if out := absolute(self.output.dir):
+            updates["output"] = self.output.model_copy(update={"dir": out})
+        return self.model_copy(update=updates)
+
+
+def _one_line(exc: ValidationError, origin: str) -> str:
+    """Summarise a validation error as one line naming the field and the problem."""
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling)"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return f"invalid config {origin}: {where}: {message}{more}"
+
+
+def load_config(path: Path | str) -> Config:
+    """Read, validate and resolve a config file; raise ConfigError with one readable line."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid config {path}: not valid TOML: {exc}") from exc
+    try:
+        config = Config(**data)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, str(path))) from exc
+    return config.resolve_paths(path.resolve().parent)

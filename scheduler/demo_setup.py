@@ -1,0 +1,103 @@
+"""Prepare the embedded demo: generate the archive and write a config that monitors it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+from catalog import atomic
+from scheduler.config import Config, load_config
+from scheduler.demo import DemoSpec, generate_demo
+
+log = logging.getLogger(__name__)
+
+HISTORY = (dt.date(2021, 1, 1), dt.date(2022, 12, 31))
+CLOCK_START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+CONFIG_TEMPLATE = """\
+# nrt-alerts configuration for the embedded demo (generated; edit freely, it is not overwritten).
+[area]
+crs = "EPSG:{epsg}"
+resolution = {resolution}
+bounds = [{minx}, {miny}, {maxx}, {maxy}]
+tile_size = {tile_size}
+
+[source]
+kind = "static"
+catalog = "archive/catalog.json"
+collection = "{collection}"
+bands = {{ red = "red", nir = "nir08", green = "green", swir16 = "swir16" }}
+mask_band = "scl"
+mask_valid = [4, 5, 6, 7]
+scale = 0.0001
+offset = -0.1
+max_cloud_cover = 95
+
+[index]
+name = "ndvi"
+
+[forest_mask]
+path = "archive/forest_mask.tif"
+
+[monitor]
+algorithm = "iqr"
+harmonic_order = 3
+# nrt's default sensitivity 1.5 confirmed 0.6 % of stable forest pixels on this demo (small, persistent
+# residual drifts); 2.5 confirmed none and still caught every clear-cut pixel with the same median lag.
+sensitivity = 2.5
+boundary = 3
+
+[history]
+start = {history_start}
+end = {history_end}
+
+[clock]
+# The demo clock: 'now' starts on {clock_start} and runs {days_per_minute} days per minute until the archive ends.
+kind = "demo"
+start = {clock_start}T00:00:00Z
+days_per_minute = {days_per_minute}
+stop = {clock_stop}T23:59:59Z
+
+[schedule]
+interval_seconds = {interval}
+
+[output]
+dir = "output"
+"""
+
+
+def write_demo_config(root: Path, spec: DemoSpec, *, tile_size: int, interval_seconds: float = 20) -> Path:
+    """Write root/nrt-alerts.toml monitoring the archive in root/archive (kept if it exists)."""
+    config_path = root / "nrt-alerts.toml"
+    if config_path.exists():
+        return config_path
+    text = CONFIG_TEMPLATE.format(
+        epsg=spec.epsg,
+        resolution=spec.resolution,
+        minx=spec.origin_x,
+        miny=spec.origin_y - spec.height * spec.resolution,
+        maxx=spec.origin_x + spec.width * spec.resolution,
+        maxy=spec.origin_y,
+        tile_size=tile_size,
+        collection=spec.collection_id,
+        history_start=HISTORY[0].isoformat(),
+        history_end=HISTORY[1].isoformat(),
+        clock_start=CLOCK_START.date().isoformat(),
+        clock_stop=spec.end.isoformat(),
+        days_per_minute=15,
+        interval=interval_seconds,
+    )
+    atomic.write_bytes(config_path, text.encode("utf-8"))
+    log.info("wrote demo config %s", config_path)
+    return config_path
+
+
+def prepare_demo(root: Path, *, size: int = 256, progress: bool = True) -> Config:
+    """Generate (or reuse) the demo archive under root/archive and return the demo config."""
+    root = root.resolve()
+    spec = DemoSpec(width=size, height=size)
+    log.info("demo archive: %d x %d px, %s .. %s, in %s", size, size, spec.start, spec.end, root / "archive")
+    archive = generate_demo(root / "archive", spec, progress=progress)
+    tile_size = 128 if size >= 256 else max(16, size // 2)
+    return load_config(write_demo_config(root, archive.spec, tile_size=tile_size))

@@ -1,0 +1,35 @@
+"""Exceptions raised by the monitoring pipeline, with the CLI exit code each maps to."""
+
+
+class NrtAlertsError(Exception):
+    """Base class: a failure the operator should read as one line, not a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(NrtAlertsError):
+    """The configuration file or environment is invalid."""
+
+    exit_code = 2
+
+
+class SourceError(NrtAlertsError):
+    """The imagery source (STAC API, static catalog, asset) failed or answered nonsense."""
+
+    exit_code = 3
+
+
+class StateError(NrtAlertsError):
+    """A tile's monitor state is missing, corrupt or does not match the configuration."""
+
+    exit_code = 4
+
+
+class NotFittedError(StateError):
+    """An update or fast-forward was asked for a tile that has no fitted state yet."""
+
+
+class BusyError(NrtAlertsError):
+    """Another process holds the lock for this work."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later

@@ -1,0 +1,281 @@
+"""The monitoring pipeline: fit a tile on its history, absorb new acquisitions, publish reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
+
+from catalog.locking import file_lock
+from catalog.mosaic import AreaGrid
+from catalog.publish import Publisher, TileReport
+from catalog.store import CatalogLayout, Publication, read_index
+from scheduler.clock import utc
+from scheduler.config import Config
+from scheduler.errors import ConfigError, NrtAlertsError, SourceError, StateError
+from scheduler.grid import Tile, area_tiles
+from scheduler.loading import acquisition_key, load_index
+from scheduler.monitors import absorb, fit_monitor, report_layers
+from scheduler.sources import ImagerySource, source_from_config
+from scheduler.state import TileState, load_state, save_state, state_path
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class TileOutcome:
+    """What one tile did in a run."""
+
+    tile_id: str
+    absorbed: list[str] = field(default_factory=list)
+    skipped_late: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """No error."""
+        return self.error is None
+
+
+@dataclass
+class RunResult:
+    """What a fit or update run did."""
+
+    tiles: list[TileOutcome]
+    publication: Publication | None = None
+
+    @property
+    def failed(self) -> list[TileOutcome]:
+        """Tiles that failed."""
+        return [t for t in self.tiles if not t.ok]
+
+    @property
+    def acquisitions(self) -> int:
+        """Acquisitions absorbed over all tiles."""
+        return sum(len(t.absorbed) for t in self.tiles)
+
+
+def fingerprint(cfg: Config) -> dict:
+    """The settings a state depends on; a state fitted with others must be refitted, not silently reused."""
+    return {
+        "monitor": cfg.monitor.model_dump(mode="json", exclude={"high_confidence"}),
+        "index": cfg.index.name,
+        "history": cfg.history.model_dump(mode="json"),
+        "area": cfg.area.model_dump(mode="json"),
+    }
+
+
+def area_grid(cfg: Config) -> AreaGrid:
+    """The whole area as one grid, for mosaics."""
+    tiles = area_tiles(cfg.area)
+    width = max(t.col * cfg.area.tile_size + t.width for t in tiles)
+    height = max(t.row * cfg.area.tile_size + t.height for t in tiles)
+    return AreaGrid(crs=tiles[0].crs, transform=tiles[0].transform, width=width, height=height)
+
+
+def read_forest_mask(cfg: Config, tile: Tile) -> np.ndarray:
+    """1 where the tile should be monitored: the forest mask warped onto the tile grid, or all ones."""
+    if cfg.forest_mask.path is None:
+        return np.ones((tile.height, tile.width), dtype=np.uint8)
+    out = np.zeros((tile.height, tile.width), dtype=np.int32)
+    try:
+        with rasterio.open(cfg.forest_mask.path) as src:
+            reproject(
+                rasterio.band(src, 1),
+                out,
+                dst_transform=tile.transform,
+                dst_crs=tile.crs,
+                dst_nodata=-1,
+                resampling=Resampling.nearest,
+            )
+    except rasterio.errors.RasterioIOError as exc:
+        raise ConfigError(f"forest_mask.path {cfg.forest_mask.path} cannot be read: {exc}") from exc
+    return np.isin(out, cfg.forest_mask.forest_values).astype(np.uint8)
+
+
+def _history_end(cfg: Config) -> dt.datetime:
+    """The end of the history period: the whole last day is included."""
+    return dt.datetime.combine(cfg.history.end, dt.time.max, tzinfo=dt.UTC)
+
+
+class Pipeline:
+    """Runs fit and updates for the configured area; one instance per process."""
+
+    def __init__(self, cfg: Config, source: ImagerySource | None = None) -> None:
+        self.cfg = cfg
+        self.source = source or source_from_config(cfg.source)
+        self.tiles = area_tiles(cfg.area)
+        self.publisher = Publisher(cfg.output.stac_dir, area_grid(cfg), title=cfg.output.collection_title)
+
+    def tile_state_path(self, tile: Tile) -> Path:
+        """The state file of a tile."""
+        return state_path(self.cfg.output.state_dir, tile.id)
+
+    def _lock(self, tile: Tile) -> Path:
+        return self.cfg.output.state_dir / f".{tile.id}.lock"
+
+    # -- fit -------------------------------------------------------------------------------------------
+
+    def fit_tile(self, tile: Tile) -> TileState:
+        """Fit a tile's monitor on the history period and save its state (replacing any previous one)."""
+        start = dt.datetime.combine(self.cfg.history.start, dt.time.min, tzinfo=dt.UTC)
+        items = self.source.search(tile.bounds_4326, start, _history_end(self.cfg))
+        if not items:
+            raise SourceError(f"tile {tile.id}: no acquisitions in the history period {start:%Y-%m-%d}..")
+        history = load_index(items, tile, self.cfg)
+        forest = read_forest_mask(self.cfg, tile)
+        monitor = fit_monitor(self.cfg.monitor, history, forest)
+        keys = [acquisition_key(t) for t in history.time.values]
+        state = TileState(
+            tile_id=tile.id,
+            crs=tile.crs,
+            transform=tile.transform,
+            monitor=monitor,
+            fingerprint=fingerprint(self.cfg),
+            history_acquisitions=len(keys),
+            last_history=keys[-1] if keys else None,
+        )
+        self.cfg.output.state_dir.mkdir(parents=True, exist_ok=True)
+        with file_lock(self._lock(tile)):
+            save_state(state, self.tile_state_path(tile))
+        monitored = int((monitor.monitor.mask == 1).sum())
+        log.info(
+            "tile %s: fitted %s on %d acquisitions, %d of %d pixels monitored",
+            tile.id,
+            type(monitor.monitor).__name__,
+            len(keys),
+            monitored,
+            tile.width * tile.height,
+        )
+        return state
+
+    # -- updates ---------------------------------------------------------------------------------------
+
+    def update_tile(self, tile: Tile, until: dt.datetime, progress: Progress | None = None) -> TileOutcome:
+        """Absorb every acquisition after the state's last one up to `until`, each exactly once."""
+        outcome = TileOutcome(tile.id)
+        with file_lock(self._lock(tile)):
+            state = load_state(self.tile_state_path(tile))
+            if state.fingerprint != fingerprint(self.cfg):
+                raise StateError(
+                    f"tile {tile.id}: state was fitted with other settings (monitor, index, history or area); "
+                    "run `nrt-alerts fit` again"
+                )
+            items = self.source.search(tile.bounds_4326, _history_end(self.cfg), utc(until))
+            if not items:
+                return outcome
+            data = load_index(items, tile, self.cfg)
+            seen = set(state.absorbed)
+            last = state.last_key or ""
+            for i, time in enumerate(data.time.values):
+                key = acquisition_key(time)
+                if key in seen:
+                    continue
+                if key <= last:
+                    # Applying an older date after a newer one would corrupt the monitor's process: skip it.
+                    outcome.skipped_late.append(key)
+                    continue
+                absorb(state.monitor, data.isel(time=i).values, dt.datetime.fromisoformat(key))
+                state.absorbed.append(key)
+                outcome.absorbed.append(key)
+                last = key
+                if progress:
+                    progress(1)
+            if outcome.skipped_late:
+                log.warning(
+                    "tile %s: skipped %d acquisition(s) older than the last absorbed %s: %s",
+                    tile.id,
+                    len(outcome.skipped_late),
+                    state.last_key,
+                    ", ".join(outcome.skipped_late),
+                )
+            if outcome.absorbed:
+                save_state(state, self.tile_state_path(tile))
+                log.info(
+                    "tile %s: absorbed %d acquisition(s) %s .. %s",
+                    tile.id,
+                    len(outcome.absorbed),
+                    outcome.absorbed[0],
+                    outcome.absorbed[-1],
+                )
+        return outcome
+
+    def report(self, state: TileState) -> TileReport:
+        """The tile's current alert layers as a publishable report."""
+        return TileReport(
+            tile_id=state.tile_id,
+            datetime=state.last_time or dt.datetime.now(dt.UTC),
+            crs=state.crs,
+            transform=state.transform,
+            layers=report_layers(state.monitor, self.cfg.monitor),
+            properties={
+                "nrt:algorithm": type(state.monitor.monitor).__name__,
+                "nrt:index": self.cfg.index.name,
+                "nrt:history_acquisitions": state.history_acquisitions,
+                "nrt:monitored_acquisitions": len(state.absorbed),
+                "start_datetime": f"{self.cfg.history.start.isoformat()}T00:00:00Z",
+                "end_datetime": (state.last_time or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        )
+
+    def unpublished(self, tiles: list[Tile]) -> list[TileState]:
+        """States newer than their tile's latest published report (also catches a crash before publishing)."""
+        index = read_index(CatalogLayout(self.cfg.output.stac_dir))
+        latest = index.latest
+        published: dict[str, dt.datetime] = {}
+        if latest is not None:
+            for tile_id, item_id in latest.items.items():
+                stamp = item_id.removeprefix(f"{tile_id}-").split("-")[0]
+                published[tile_id] = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
+        stale = []
+        for tile in tiles:
+            try:
+                state = load_state(self.tile_state_path(tile))
+            except StateError:
+                continue
+            when = state.last_time
+            if when is not None and (tile.id not in published or published[tile.id] < when):
+                stale.append(state)
+        return stale
+
+    def publish(self, tiles: list[Tile]) -> Publication | None:
+        """Publish a report for every tile whose state is newer than its published one."""
+        states = self.unpublished(tiles)
+        return self.publisher.publish([self.report(s) for s in states]) if states else None
+
+    def run_fit(self, tiles: list[Tile] | None = None, progress: Progress | None = None) -> RunResult:
+        """Fit every tile (a failing tile is reported, the others go on), then publish."""
+        outcomes = []
+        for tile in tiles or self.tiles:
+            outcome = TileOutcome(tile.id)
+            try:
+                self.fit_tile(tile)
+            except NrtAlertsError as exc:
+                outcome.error = str(exc)
+                log.error("tile %s: fit failed: %s", tile.id, exc)
+            outcomes.append(outcome)
+            if progress:
+                progress(1)
+        return RunResult(outcomes, self.publish(tiles or self.tiles))
+
+    def run_update(
+        self, until: dt.datetime, tiles: list[Tile] | None = None, progress: Progress | None = None
+    ) -> RunResult:
+        """Bring every tile up to `until` (a failing tile is reported, the others go on), then publish."""
+        outcomes = []
+        for tile in tiles or self.tiles:
+            try:
+                outcomes.append(self.update_tile(tile, until, progress))
+            except NrtAlertsError as exc:
+                outcomes.append(TileOutcome(tile.id, error=str(exc)))
+                log.error("tile %s: update failed: %s", tile.id, exc)
+        return RunResult(outcomes, self.publish(tiles or self.tiles))

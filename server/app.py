@@ -1,0 +1,93 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.cors import CORSMiddleware
+
+from server.errors import add_exception_handlers
+from server.reader import guarded_reader
+from server.registry import LayerRegistry
+from server.routers import health, pages, point
+from server.routers.pages import STATIC_DIR
+from server.routers.stac import catalog_files
+from server.routers.tiles import layer_tiler
+from server.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+# Started with the app and stopped with it, e.g. the in-process scheduler the CLI wires in.
+Service = Callable[[], AbstractContextManager]
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def create_app(settings: ServerSettings | None = None, services: Sequence[Service] = ()) -> FastAPI:
+    """Build the app around a published STAC folder; `services` run for the app's lifetime."""
+    settings = settings or ServerSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with contextlib.ExitStack() as stack:
+            for service in services:
+                stack.enter_context(service())
+            yield
+
+    app = FastAPI(
+        title=settings.title,
+        description="Near-real-time forest disturbance alerts: XYZ tiles, point queries and a STAC catalog.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = LayerRegistry(settings.stac_dir)
+    app.state.reader = guarded_reader(settings.stac_dir)
+
+    tiler = layer_tiler(settings.stac_dir)
+    app.include_router(tiler.router, prefix="/layers/{layer}", tags=["Layers"])
+    app.include_router(point.router)
+    app.include_router(health.router)
+    app.include_router(pages.router)
+    app.mount("/stac", catalog_files(settings.stac_dir), name="stac")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    add_exception_handlers(app)
+
+    @app.middleware("http")
+    async def refuse_paths(request: Request, call_next: Callable) -> Response:
+        """TiTiler's `?url=` names a file or URL to read: never accepted from a client here."""
+        if "url" in request.query_params:
+            return JSONResponse(
+                {"detail": "layers are named; paths and URLs (the 'url' parameter) are not accepted"},
+                status_code=400,
+            )
+        return await call_next(request)
+
+    @app.middleware("http")
+    async def cache_control(request: Request, call_next: Callable) -> Response:
+        """Dated publications never change; 'latest' and catalog JSON move, so they are cached briefly."""
+        response = await call_next(request)
+        if response.status_code == 200 and "cache-control" not in response.headers:
+            path = request.url.path
+            versioned = request.query_params.get("version") not in (None, "", "latest")
+            if path.startswith("/layers/") and versioned:
+                response.headers["Cache-Control"] = IMMUTABLE
+            elif path.startswith("/stac/") and path.endswith(".tif"):
+                response.headers["Cache-Control"] = IMMUTABLE  # item assets are never rewritten
+            else:
+                response.headers["Cache-Control"] = f"public, max-age={settings.latest_max_age}"
+        return response
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "HEAD", "OPTIONS"],
+        allow_headers=["Range", "If-None-Match", "Content-Type"],
+        expose_headers=["Content-Range", "Accept-Ranges", "ETag", "Content-Length"],
+    )
+    return app

@@ -1,0 +1,216 @@
+"""The `nrt-alerts` command: the composition root that wires the scheduler into the server process."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from catalog.errors import CatalogError
+from scheduler.clock import clock_from_config, utc
+from scheduler.config import Config, load_config
+from scheduler.errors import ConfigError, NrtAlertsError
+from scheduler.grid import select_tiles
+from scheduler.pipeline import Pipeline, RunResult
+
+log = logging.getLogger("nrt_alerts")
+
+DEFAULT_CONFIG = "nrt-alerts.toml"
+
+
+def _setup_logging(level: str) -> None:
+    """One line per event with an ISO timestamp."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        stream=sys.stderr,
+    )
+    # Third-party chatter an operator does not need at INFO.
+    for noisy in ("rasterio", "rio_tiler", "numba", "apscheduler.executors", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _parse_until(value: str | None) -> dt.datetime | None:
+    """--until as an aware datetime (a date means the end of that day)."""
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ConfigError(f"--until {value!r} is not an ISO date or datetime") from exc
+    if len(value) <= 10:
+        parsed = dt.datetime.combine(parsed.date(), dt.time.max)
+    return utc(parsed)
+
+
+@contextlib.contextmanager
+def _progress(total: int, desc: str, unit: str) -> Iterator:
+    """A tqdm bar on a terminal; silent otherwise so logs stay readable."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, unit=unit, disable=not sys.stderr.isatty(), leave=False) as bar:
+        yield bar.update
+
+
+def _summarise(kind: str, result: RunResult) -> int:
+    """Log the outcome; exit status 1 if any tile failed."""
+    for tile in result.failed:
+        log.error("tile %s failed: %s", tile.tile_id, tile.error)
+    version = result.publication.id if result.publication else "nothing new"
+    log.info(
+        "%s done: %d tile(s), %d acquisition(s) absorbed, %d failed; published: %s",
+        kind,
+        len(result.tiles),
+        result.acquisitions,
+        len(result.failed),
+        version,
+    )
+    return 1 if result.failed else 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Fit monitors on the history period."""
+    cfg = load_config(args.config)
+    pipeline = Pipeline(cfg)
+    tiles = select_tiles(pipeline.tiles, args.tile)
+    with _progress(len(tiles), "fit", "tile") as bar:
+        return _summarise("fit", pipeline.run_fit(tiles, progress=bar))
+
+
+def _run_update(args: argparse.Namespace, kind: str) -> int:
+    """Shared body of forward and update: absorb everything up to --until (default: the clock's now)."""
+    cfg = load_config(args.config)
+    pipeline = Pipeline(cfg)
+    tiles = select_tiles(pipeline.tiles, args.tile)
+    until = _parse_until(args.until) or clock_from_config(cfg.clock).now()
+    with _progress(0, kind, "acq") as bar:
+        return _summarise(kind, pipeline.run_update(until, tiles, progress=bar))
+
+
+def cmd_forward(args: argparse.Namespace) -> int:
+    """Fast-forward fitted monitors through every acquisition since the history."""
+    return _run_update(args, "forward")
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    """Absorb new acquisitions once (what the scheduler does every interval)."""
+    return _run_update(args, "update")
+
+
+def serve(cfg: Config, *, host: str, port: int, scheduler: bool) -> int:
+    """Serve the published catalog; run the update job in the same process."""
+    import uvicorn
+
+    from scheduler.jobs import UpdateJob
+    from server.app import create_app
+    from server.settings import ServerSettings
+
+    settings = ServerSettings(
+        stac_dir=cfg.output.stac_dir, public_url=cfg.server.public_url, cors_origins=cfg.server.cors_origins
+    )
+    services = []
+    if scheduler and cfg.schedule.enabled:
+        job = UpdateJob(Pipeline(cfg), clock_from_config(cfg.clock), cfg.schedule)
+        services.append(job.running)
+    app = create_app(settings, services)
+    log.info("serving http://%s:%d/ (map), /layers, /stac/catalog.json", host, port)
+    # One worker: the scheduler lives in this process (N workers would run every job N times).
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve tiles, the STAC catalog and the map, with the scheduler running."""
+    cfg = load_config(args.config)
+    return serve(
+        cfg, host=args.host or cfg.server.host, port=args.port or cfg.server.port, scheduler=not args.no_scheduler
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Generate the embedded demo, fit, fast-forward, then serve with the scheduler running."""
+    from scheduler.demo_setup import prepare_demo
+
+    cfg = prepare_demo(Path(args.dir), size=args.size)
+    pipeline = Pipeline(cfg)
+    if not all(pipeline.tile_state_path(t).exists() for t in pipeline.tiles):
+        log.info("fitting %d tile(s) on the history %s .. %s", len(pipeline.tiles), cfg.history.start, cfg.history.end)
+        with _progress(len(pipeline.tiles), "fit", "tile") as bar:
+            if _summarise("fit", pipeline.run_fit(progress=bar)):
+                return 1
+    until = clock_from_config(cfg.clock).now()
+    log.info("fast-forwarding to the demo clock's now, %s", until.date())
+    with _progress(0, "forward", "acq") as bar:
+        if _summarise("forward", pipeline.run_update(until, progress=bar)):
+            return 1
+    if args.no_serve:
+        return 0
+    return serve(cfg, host=args.host, port=args.port, scheduler=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="nrt-alerts", description=__doc__)
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("NRT_ALERTS_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "-c",
+            "--config",
+            default=os.environ.get("NRT_ALERTS_CONFIG", DEFAULT_CONFIG),
+            help=f"TOML config file (default: $NRT_ALERTS_CONFIG or {DEFAULT_CONFIG})",
+        )
+        return p
+
+    p = with_config(sub.add_parser("fit", help=cmd_fit.__doc__))
+    p.add_argument("--tile", action="append", help="Only this tile id (repeatable)")
+    p.set_defaults(func=cmd_fit)
+    for name, func in (("forward", cmd_forward), ("update", cmd_update)):
+        p = with_config(sub.add_parser(name, help=func.__doc__))
+        p.add_argument("--until", help="Absorb acquisitions up to this ISO date/datetime (default: now)")
+        p.add_argument("--tile", action="append", help="Only this tile id (repeatable)")
+        p.set_defaults(func=func)
+    p = with_config(sub.add_parser("serve", help=cmd_serve.__doc__))
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--no-scheduler", action="store_true", help="Serve only; run updates elsewhere")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("demo", help=cmd_demo.__doc__)
+    p.add_argument("--dir", default="demo-data", help="Where the demo archive and outputs go (default: demo-data)")
+    p.add_argument("--size", type=int, default=256, help="Demo area edge in pixels (default: 256)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--no-serve", action="store_true", help="Prepare and fast-forward, then exit")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user mistakes end with one readable line and a non-zero exit code."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        return args.func(args)
+    except NrtAlertsError as exc:
+        print(f"nrt-alerts: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except CatalogError as exc:
+        print(f"nrt-alerts: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Server exceptions and their HTTP status codes (TiTiler's pattern: a short hierarchy and one map)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from rasterio.errors import RasterioIOError
+from rio_tiler.errors import InvalidBandName, PointOutsideBounds, TileOutsideBounds
+from starlette import status
+
+from catalog.errors import CatalogError, LayerNotFound
+
+log = logging.getLogger(__name__)
+
+
+class ServerError(Exception):
+    """Base class of errors the server raises itself."""
+
+
+class ForbiddenPath(ServerError):
+    """A dataset path outside the published catalog reached the reader."""
+
+
+class BadRequest(ServerError):
+    """A parameter is malformed."""
+
+
+STATUS_CODES: dict[type[Exception], int] = {
+    BadRequest: status.HTTP_400_BAD_REQUEST,
+    ForbiddenPath: status.HTTP_403_FORBIDDEN,
+    LayerNotFound: status.HTTP_404_NOT_FOUND,
+    TileOutsideBounds: status.HTTP_404_NOT_FOUND,
+    PointOutsideBounds: status.HTTP_404_NOT_FOUND,
+    InvalidBandName: status.HTTP_400_BAD_REQUEST,
+    CatalogError: status.HTTP_503_SERVICE_UNAVAILABLE,
+    RasterioIOError: status.HTTP_503_SERVICE_UNAVAILABLE,
+}
+
+
+def add_exception_handlers(app: FastAPI) -> None:
+    """Answer every mapped exception with its status and a one-line reason, never a traceback."""
+    for exc_type, code in STATUS_CODES.items():
+
+        async def handler(request: Request, exc: Exception, code: int = code) -> JSONResponse:
+            if code >= 500:
+                log.error("%s %s: %s", request.method, request.url.path, exc)
+            return JSONResponse({"detail": str(exc)}, status_code=code)
+
+        app.add_exception_handler(exc_type, handler)

@@ -1,0 +1,64 @@
+"""Resolve named layers to the files the catalog published; clients never name a path."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from catalog.errors import LayerNotFound
+from catalog.layers import LAYERS_BY_NAME, PUBLISHED_LAYERS, LayerSpec
+from catalog.store import CatalogLayout, Publication, PublicationIndex, read_index
+
+
+@dataclass(frozen=True)
+class ResolvedLayer:
+    """A layer name and version resolved to the mosaic file that serves it."""
+
+    spec: LayerSpec
+    publication: Publication
+    path: Path
+    is_latest: bool
+
+
+class LayerRegistry:
+    """Reads the publication index, re-reading it only when the file changes."""
+
+    def __init__(self, stac_dir: Path) -> None:
+        self.layout = CatalogLayout(stac_dir)
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._index = PublicationIndex()
+
+    def index(self) -> PublicationIndex:
+        """The current publication index (cheap: one stat per call)."""
+        try:
+            st = self.layout.index_path.stat()
+            stamp = (st.st_mtime_ns, st.st_ino)
+        except FileNotFoundError:
+            return PublicationIndex()
+        with self._lock:
+            if stamp != self._stamp:
+                self._index = read_index(self.layout)
+                self._stamp = stamp
+            return self._index
+
+    @property
+    def layers(self) -> tuple[LayerSpec, ...]:
+        """Every layer name the server knows."""
+        return PUBLISHED_LAYERS
+
+    def resolve(self, name: str, version: str | None = None) -> ResolvedLayer:
+        """Map a layer name and optional version ('latest' by default) to its mosaic file."""
+        spec = LAYERS_BY_NAME.get(name)
+        if spec is None:
+            raise LayerNotFound(f"unknown layer {name!r}; layers: {', '.join(LAYERS_BY_NAME)}")
+        index = self.index()
+        publication = index.get(version)
+        path = (self.layout.collection_dir / publication.mosaics[spec.asset]).resolve()
+        return ResolvedLayer(spec, publication, path, is_latest=publication is index.latest)
+
+    def contains(self, path: Path) -> bool:
+        """True when a path lies inside the published catalog folder."""
+        root = self.layout.root.resolve()
+        return path.resolve().is_relative_to(root)

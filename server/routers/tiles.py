@@ -1,0 +1,38 @@
+"""XYZ tiles, TileJSON, info and point values of named layers, built on TiTiler's TilerFactory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rio_tiler.colormap import cmap as default_cmap
+from titiler.core.dependencies import create_colormap_dependency
+from titiler.core.factory import TilerFactory
+
+from catalog.encoding import context_colormap, status_colormap
+from server.deps import layer_path
+from server.reader import guarded_reader
+
+LAYER_PREFIX = "/layers/{layer}"
+
+# Named styles of the status layer on top of rio-tiler's colour maps: ?colormap_name=alerts, alerts-all, context.
+COLORMAPS = default_cmap.register(
+    {
+        "alerts": status_colormap(),
+        "alerts-all": status_colormap(first_detections=True),
+        "context": context_colormap(),
+    }
+)
+
+
+def layer_tiler(stac_dir: Path) -> TilerFactory:
+    """A TilerFactory whose dataset is the named layer's mosaic, never a client-supplied `url`."""
+    return TilerFactory(
+        reader=guarded_reader(stac_dir),
+        path_dependency=layer_path,
+        router_prefix=LAYER_PREFIX,
+        add_preview=False,
+        add_part=False,
+        add_viewer=False,
+        colormap_dependency=create_colormap_dependency(COLORMAPS),
+        name="layer",
+    )

@@ -1,0 +1,106 @@
+"""Shared fixtures: one small demo archive per session, a full static-catalog run, and a real HTTP server."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from scheduler.config import Config, load_config
+from scheduler.demo import DemoArchive, DemoSpec, generate_demo
+from scheduler.demo_setup import write_demo_config
+from scheduler.pipeline import Pipeline, RunResult
+from server.app import create_app
+from server.settings import ServerSettings
+
+# 256 x 128 px in two 128 px tiles: big enough for a dozen clear-cuts, small enough for CI.
+TEST_SPEC = DemoSpec(width=256, height=128)
+TILE_SIZE = 128
+# Updates in three steps: the fast-forward to the demo clock's start, then two scheduled-style runs.
+RUN_STEPS = (
+    dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+    dt.datetime(2024, 3, 15, tzinfo=dt.UTC),
+    dt.datetime(2024, 6, 30, 23, 59, tzinfo=dt.UTC),
+)
+
+
+@pytest.fixture(scope="session")
+def demo_archive(tmp_path_factory: pytest.TempPathFactory) -> DemoArchive:
+    """The demo archive every test shares (read-only)."""
+    return generate_demo(tmp_path_factory.mktemp("demo") / "archive", TEST_SPEC)
+
+
+def make_workspace(root: Path, archive: DemoArchive) -> Config:
+    """A deployment folder whose config monitors the shared archive (linked, not copied)."""
+    root.mkdir(parents=True, exist_ok=True)
+    link = root / "archive"
+    if not link.exists():
+        link.symlink_to(archive.root, target_is_directory=True)
+    return load_config(write_demo_config(root, archive.spec, tile_size=TILE_SIZE))
+
+
+@dataclass
+class DemoRun:
+    """A deployment after fit, fast-forward and updates."""
+
+    cfg: Config
+    pipeline: Pipeline
+    fit: RunResult
+    updates: list[RunResult]
+
+
+def run_demo(cfg: Config, pipeline: Pipeline | None = None) -> DemoRun:
+    """Fit, then absorb up to each of RUN_STEPS."""
+    pipeline = pipeline or Pipeline(cfg)
+    fit = pipeline.run_fit()
+    updates = [pipeline.run_update(until) for until in RUN_STEPS]
+    return DemoRun(cfg, pipeline, fit, updates)
+
+
+@pytest.fixture(scope="session")
+def static_run(tmp_path_factory: pytest.TempPathFactory, demo_archive: DemoArchive) -> DemoRun:
+    """The whole pipeline on the static demo catalog (shared; tests must not modify it)."""
+    cfg = make_workspace(tmp_path_factory.mktemp("static-run"), demo_archive)
+    return run_demo(cfg)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(settings: ServerSettings) -> Iterator[str]:
+    """Run the app with uvicorn on a loopback port in a thread; yield its base URL."""
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def static_server(static_run: DemoRun) -> Iterator[str]:
+    """The static run's outputs served over real HTTP."""
+    with serving(ServerSettings(stac_dir=static_run.cfg.output.stac_dir)) as url:
+        yield url

@@ -1,0 +1,205 @@
+"""The whole chain on the demo: fit, fast-forward, updates, publication, and tiles over HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+
+import httpx
+import morecantile
+import numpy as np
+import rasterio
+from conftest import RUN_STEPS, DemoRun
+from rasterio.warp import transform
+from rio_cogeo.cogeo import cog_validate
+
+from catalog.encoding import CONFIRMED_CODES, STATUS_CLASSES, Status, days_since_epoch, status_colormap
+from catalog.store import CatalogLayout, read_index
+from catalog.validate import validate_tree
+
+TMS = morecantile.tms.get("WebMercatorQuad")
+ALERT_RGBA = {c.rgba for c in STATUS_CLASSES if 1 <= c.code <= 8}
+CONFIRMED_RGBA = {status_colormap()[code] for code in CONFIRMED_CODES}
+
+
+def latest_layers(run: DemoRun) -> dict[str, np.ndarray]:
+    """Read the latest publication's mosaics as arrays on the area grid."""
+    layout = CatalogLayout(run.cfg.output.stac_dir)
+    publication = read_index(layout).latest
+    arrays = {}
+    for asset, rel in publication.mosaics.items():
+        with rasterio.open(layout.collection_dir / rel) as src:
+            arrays[asset] = src.read(1)
+    return arrays
+
+
+def truth(run: DemoRun) -> tuple[np.ndarray, np.ndarray]:
+    """Ground-truth disturbance day per pixel, and the forest mask."""
+    archive = run.cfg.source.catalog.parent
+    with rasterio.open(archive / "ground_truth.tif") as src:
+        days = src.read(1)
+    with rasterio.open(archive / "forest_mask.tif") as src:
+        forest = src.read(1) == 1
+    return days, forest
+
+
+def test_alerts_match_ground_truth(static_run: DemoRun) -> None:
+    layers = latest_layers(static_run)
+    days, forest = truth(static_run)
+    status = layers["status"]
+    disturbed = days > 0
+    stable = forest & ~disturbed
+    confirmed = np.isin(status, CONFIRMED_CODES)
+    assert disturbed.sum() > 200, "the demo must plant real clear-cuts"
+    detected = confirmed[disturbed].mean()
+    false_alarms = confirmed[stable].mean()
+    assert detected >= 0.95, f"only {detected:.1%} of clear-cut pixels confirmed"
+    assert false_alarms <= 0.02, f"{false_alarms:.2%} of stable forest pixels confirmed"
+    # Outside the forest mask nothing is monitored, so nothing alerts there.
+    assert np.all(status[~forest & (status != Status.NODATA)] == Status.NOT_MONITORED)
+    # Detection dates of true detections are close to the planted date: median lag within 20 days.
+    lag = layers["date"][disturbed & confirmed].astype(int) - days[disturbed & confirmed].astype(int)
+    assert 0 <= np.median(lag) <= 20
+    # Magnitude of a clear-cut is a large NDVI drop.
+    assert np.nanmedian(layers["magnitude"][disturbed & confirmed]) < -0.3
+
+
+def test_every_update_published_a_version(static_run: DemoRun) -> None:
+    index = read_index(CatalogLayout(static_run.cfg.output.stac_dir))
+    # fit + three updates that each found new acquisitions
+    assert len(index.publications) == 1 + len(RUN_STEPS)
+    assert all(u.acquisitions > 0 and not u.failed for u in static_run.updates)
+    assert index.latest.datetime.date() <= RUN_STEPS[-1].date()
+    assert set(index.latest.items) == {"r000c000", "r000c001"}
+
+
+def test_catalog_validates_and_cogs_are_valid(static_run: DemoRun) -> None:
+    stac_dir = static_run.cfg.output.stac_dir
+    count = validate_tree(stac_dir / "catalog.json")
+    index = read_index(CatalogLayout(stac_dir))
+    assert count == 2 + 2 * len(index.publications)  # catalog, collection, an item per tile and version
+    item_path = next((stac_dir / "alerts" / "items").glob("*/*.json"))
+    item = json.loads(item_path.read_text())
+    assert {"status", "date", "magnitude", "confidence"} <= set(item["assets"])
+    classes = item["assets"]["status"]["classification:classes"]
+    assert {c["value"] for c in classes} >= {0, 3, 6, 255}
+    assert item["properties"]["proj:code"] == "EPSG:32633"
+    for asset in item["assets"].values():
+        path = item_path.parent / asset["href"]
+        valid, errors, _ = cog_validate(str(path), quiet=True)
+        assert valid, errors
+        with rasterio.open(path) as src:
+            assert src.overviews(1), f"{path.name} has no overviews"
+            assert src.crs.to_epsg() == 32633
+
+
+def test_no_new_acquisition_changes_nothing(static_run: DemoRun) -> None:
+    state_dir = static_run.cfg.output.state_dir
+    before = {p.name: p.read_bytes() for p in state_dir.glob("*.nc")}
+    index_before = static_run.pipeline.publisher.layout.index_path.read_bytes()
+    result = static_run.pipeline.run_update(RUN_STEPS[-1])
+    assert result.acquisitions == 0 and result.publication is None
+    assert {p.name: p.read_bytes() for p in state_dir.glob("*.nc")} == before
+    assert static_run.pipeline.publisher.layout.index_path.read_bytes() == index_before
+
+
+def _tile_png(base: str, tile: morecantile.Tile, **params: str) -> np.ndarray:
+    """Fetch a PNG tile over HTTP and return it as (rows, cols, 4) RGBA."""
+    response = httpx.get(
+        f"{base}/layers/alerts/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png", params=params, timeout=30
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    with rasterio.MemoryFile(io.BytesIO(response.content)) as mem, mem.open() as src:
+        return np.moveaxis(src.read(), 0, -1)
+
+
+def _colours(rgba: np.ndarray) -> set[tuple[int, ...]]:
+    return {tuple(int(v) for v in px) for px in rgba.reshape(-1, 4)}
+
+
+def _pixel_lonlat(run: DemoRun) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude of every area pixel centre."""
+    with rasterio.open(next(run.cfg.output.stac_dir.glob("alerts/mosaics/*/status.vrt"))) as src:
+        rows, cols = np.mgrid[0 : src.height, 0 : src.width]
+        xs, ys = src.transform @ (cols.ravel() + 0.5, rows.ravel() + 0.5)
+        lon, lat = transform(src.crs, "EPSG:4326", xs, ys)
+        shape = (src.height, src.width)
+    return np.reshape(lon, shape), np.reshape(lat, shape)
+
+
+def _lonlat_of_pixel(run: DemoRun, row: int, col: int) -> tuple[float, float]:
+    lon, lat = _pixel_lonlat(run)
+    return float(lon[row, col]), float(lat[row, col])
+
+
+def test_tiles_over_http_show_alerts_where_disturbed(static_run: DemoRun, static_server: str) -> None:
+    days, forest = truth(static_run)
+    status = latest_layers(static_run)["status"]
+    # The tile over the biggest confirmed clear-cut pixel cluster shows the confirmed-alert colours.
+    rows, cols = np.nonzero(np.isin(status, CONFIRMED_CODES) & (days > 0))
+    centre = len(rows) // 2
+    lon, lat = _lonlat_of_pixel(static_run, rows[centre], cols[centre])
+    tile = TMS.tile(lon, lat, 15)
+    rgba = _tile_png(static_server, tile)
+    confirmed_px = sum(1 for px in map(tuple, rgba.reshape(-1, 4)) if px in CONFIRMED_RGBA)
+    assert confirmed_px > 100, f"tile {tile} has {confirmed_px} confirmed-alert pixels"
+    # No alert is transparent: pixels that are not alerts have alpha 0.
+    assert not (_colours(rgba) - ALERT_RGBA - {(0, 0, 0, 0)})
+
+
+def test_tile_over_stable_forest_has_no_alert(static_run: DemoRun, static_server: str) -> None:
+    status = latest_layers(static_run)["status"]
+    lon, lat = _pixel_lonlat(static_run)
+    days, forest = truth(static_run)
+    stable = forest & (days == 0)
+    # z16 tiles (about 20 x 20 px here) lying wholly over forest that was never disturbed.
+    candidates = []
+    for tile in TMS.tiles(lon.min(), lat.min(), lon.max(), lat.max(), [16]):
+        west, south, east, north = TMS.bounds(tile)
+        inside = (lon >= west) & (lon < east) & (lat >= south) & (lat < north)
+        if inside.sum() > 200 and np.all(stable[inside]):
+            alerting = np.isin(status[inside], [2, 3, 5, 6, 7, 8]).any()
+            candidates.append((alerting, -int(inside.sum()), tile))
+    assert len(candidates) >= 5, "the demo has too little undisturbed forest"
+    clean = sorted(c for c in candidates if not c[0])
+    assert len(clean) >= 0.8 * len(candidates), f"{len(candidates) - len(clean)} stable tiles carry alerts"
+    best = clean[0][2]
+    rgba = _tile_png(static_server, best)
+    assert rgba[..., 3].max() == 0, "stable forest must render fully transparent"
+    # The same tile in the context style is opaque forest green: the layer is really there.
+    context = _tile_png(static_server, best, colormap_name="context")
+    assert (context[..., 3] == 255).mean() > 0.5
+
+
+def test_point_query_decodes_an_alert(static_run: DemoRun, static_server: str) -> None:
+    days, _ = truth(static_run)
+    layers = latest_layers(static_run)
+    rows, cols = np.nonzero(np.isin(layers["status"], CONFIRMED_CODES) & (days > 0))
+    row, col = rows[0], cols[0]
+    lon, lat = _lonlat_of_pixel(static_run, row, col)
+    body = httpx.get(f"{static_server}/point/{lon},{lat}", timeout=30).json()
+    assert body["status"] == int(layers["status"][row, col])
+    assert body["status_name"].startswith("confirmed")
+    planted = int(days[row, col])
+    detected = days_since_epoch(dt.date.fromisoformat(body["detection_date"]))
+    assert abs(detected - planted) <= 30
+    assert body["magnitude"] < 0
+
+
+def test_stac_served_with_cors_and_ranges(static_run: DemoRun, static_server: str) -> None:
+    catalog = httpx.get(f"{static_server}/stac/catalog.json", headers={"Origin": "https://example.org"})
+    assert catalog.status_code == 200
+    assert catalog.headers["access-control-allow-origin"] in ("*", "https://example.org")
+    assert catalog.json()["links"][1]["href"] == "./alerts/collection.json"
+    item = next((static_run.cfg.output.stac_dir / "alerts" / "items").glob("*/*_status.tif"))
+    rel = item.relative_to(static_run.cfg.output.stac_dir).as_posix()
+    part = httpx.get(f"{static_server}/stac/{rel}", headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and len(part.content) == 100
+    assert part.content[:4] in (b"II*\x00", b"MM\x00*")
+    health = httpx.get(f"{static_server}/healthz").json()
+    assert health["status"] == "ok" and health["publications"] == 1 + len(RUN_STEPS)
+    page = httpx.get(f"{static_server}/")
+    assert page.status_code == 200 and "leaflet" in page.text
+    assert httpx.get(f"{static_server}/static/vendor/leaflet-1.9.4/leaflet.js").status_code == 200
