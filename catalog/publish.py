@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,17 @@ def _stamp(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
 
 
+def item_id_for(tile_id: str, data_time: dt.datetime) -> str:
+    """The id of a tile's report as of `data_time` (a suffix -2, -3 is added if it already exists)."""
+    return f"{tile_id}-{_stamp(data_time)}"
+
+
+def item_data_time(tile_id: str, item_id: str) -> dt.datetime:
+    """The data time encoded in an item id made by item_id_for."""
+    stamp = item_id.removeprefix(f"{tile_id}-").split("-")[0]
+    return dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
+
+
 def _iso(value: dt.datetime) -> str:
     """ISO 8601 in UTC with a Z."""
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -70,29 +82,39 @@ class Publisher:
         self.title = title
         self.license = license
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the publication lock: what is published cannot change while it is held."""
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        with file_lock(self.layout.lock_path):
+            yield
+
     def publish(self, reports: Sequence[TileReport], *, now: dt.datetime | None = None) -> Publication | None:
-        """Publish the reports as new items and a new mosaic version; None when there is nothing new."""
+        """Take the lock and publish the reports; None when there is nothing to publish."""
+        with self.lock():
+            return self.publish_locked(reports, now=now)
+
+    def publish_locked(self, reports: Sequence[TileReport], *, now: dt.datetime | None = None) -> Publication | None:
+        """Publish reports as new items and a new mosaic version; the caller holds `lock()`."""
         if not reports:
             return None
         now = now or dt.datetime.now(dt.UTC)
-        self.layout.root.mkdir(parents=True, exist_ok=True)
-        with file_lock(self.layout.lock_path):
-            index = read_index(self.layout)
-            items = [self._write_item(report, now) for report in reports]
-            previous = index.latest
-            tile_items = dict(previous.items) if previous else {}
-            for report, item in zip(reports, items, strict=True):
-                tile_items[report.tile_id] = item["id"]
-            data_time = max(dt.datetime.fromisoformat(i["properties"]["datetime"]) for i in items)
-            if previous:
-                data_time = max(data_time, previous.datetime)
-            version = self._new_version(index.ids, data_time)
-            mosaics = self._write_mosaics(version, tile_items)
-            publication = Publication(id=version, datetime=data_time, published=now, items=tile_items, mosaics=mosaics)
-            self._write_collection(items)
-            self._write_root()
-            # The pointer moves last: readers see the new version only once every file it names is complete.
-            atomic.write_json(self.layout.index_path, index.with_publication(publication).to_dict())
+        index = read_index(self.layout)
+        items = [self._write_item(report, now) for report in reports]
+        previous = index.latest
+        tile_items = dict(previous.items) if previous else {}
+        for report, item in zip(reports, items, strict=True):
+            tile_items[report.tile_id] = item["id"]
+        data_time = max(dt.datetime.fromisoformat(i["properties"]["datetime"]) for i in items)
+        if previous:
+            data_time = max(data_time, previous.datetime)
+        version = self._new_version(index.ids, data_time)
+        mosaics = self._write_mosaics(version, tile_items)
+        publication = Publication(id=version, datetime=data_time, published=now, items=tile_items, mosaics=mosaics)
+        self._write_collection(items)
+        self._write_root()
+        # The pointer moves last: readers see the new version only once every file it names is complete.
+        atomic.write_json(self.layout.index_path, index.with_publication(publication).to_dict())
         log.info("published version %s: %d tile report(s), data as of %s", version, len(items), _iso(data_time))
         return publication
 
@@ -107,7 +129,7 @@ class Publisher:
 
     def _write_item(self, report: TileReport, now: dt.datetime) -> dict:
         """Write one report's COGs and then its item JSON (immutable, never overwritten)."""
-        base_id = f"{report.tile_id}-{_stamp(report.datetime)}"
+        base_id = item_id_for(report.tile_id, report.datetime)
         item_id, n = base_id, 1
         while self.layout.item_path(item_id).exists():
             n += 1

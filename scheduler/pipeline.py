@@ -15,7 +15,7 @@ from rasterio.warp import reproject
 
 from catalog.locking import file_lock
 from catalog.mosaic import AreaGrid
-from catalog.publish import Publisher, TileReport
+from catalog.publish import Publisher, TileReport, item_data_time
 from catalog.store import CatalogLayout, Publication, read_index
 from scheduler.clock import utc
 from scheduler.config import Config
@@ -231,11 +231,7 @@ class Pipeline:
         """States newer than their tile's latest published report (also catches a crash before publishing)."""
         index = read_index(CatalogLayout(self.cfg.output.stac_dir))
         latest = index.latest
-        published: dict[str, dt.datetime] = {}
-        if latest is not None:
-            for tile_id, item_id in latest.items.items():
-                stamp = item_id.removeprefix(f"{tile_id}-").split("-")[0]
-                published[tile_id] = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
+        published = {tile: item_data_time(tile, item) for tile, item in latest.items.items()} if latest else {}
         stale = []
         for tile in tiles:
             try:
@@ -249,8 +245,10 @@ class Pipeline:
 
     def publish(self, tiles: list[Tile]) -> Publication | None:
         """Publish a report for every tile whose state is newer than its published one."""
-        states = self.unpublished(tiles)
-        return self.publisher.publish([self.report(s) for s in states]) if states else None
+        # Decide under the lock, so two runs finishing together do not publish the same states twice.
+        with self.publisher.lock():
+            states = self.unpublished(tiles)
+            return self.publisher.publish_locked([self.report(s) for s in states]) if states else None
 
     def run_fit(self, tiles: list[Tile] | None = None, progress: Progress | None = None) -> RunResult:
         """Fit every tile (a failing tile is reported, the others go on), then publish."""

@@ -10,13 +10,14 @@ import httpx
 import morecantile
 import numpy as np
 import rasterio
-from conftest import RUN_STEPS, DemoRun
 from rasterio.warp import transform
 from rio_cogeo.cogeo import cog_validate
 
 from catalog.encoding import CONFIRMED_CODES, STATUS_CLASSES, Status, days_since_epoch, status_colormap
 from catalog.store import CatalogLayout, read_index
 from catalog.validate import validate_tree
+
+from conftest import RUN_STEPS, DemoRun
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 ALERT_RGBA = {c.rgba for c in STATUS_CLASSES if 1 <= c.code <= 8}

@@ -21,6 +21,7 @@ from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from pystac_client import Client
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds, transform_geom
+
 from stac_api import check_postgres_installed, running_stac_api
 
 pytestmark = pytest.mark.pgstac
