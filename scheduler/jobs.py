@@ -41,7 +41,7 @@ class UpdateJob:
         seconds = (dt.datetime.now(dt.UTC) - started).total_seconds()
         version = result.publication.id if result.publication else "none"
         log.info(
-            "update up to %s: %d acquisition(s) over %d tile(s), %d failed, published %s, %.1f s",
+            "update up to %s: %d new acquisition(s), %d tile(s), %d failed, published %s, %.1f s",
             until.strftime("%Y-%m-%d %H:%M"),
             result.acquisitions,
             len(result.tiles),

@@ -60,8 +60,8 @@ class RunResult:
 
     @property
     def acquisitions(self) -> int:
-        """Acquisitions absorbed over all tiles."""
-        return sum(len(t.absorbed) for t in self.tiles)
+        """Distinct acquisitions absorbed (by any tile)."""
+        return len({key for t in self.tiles for key in t.absorbed})
 
 
 def fingerprint(cfg: Config) -> dict:

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
 from server.errors import add_exception_handlers
+from server.proxy import PublicURLMiddleware
 from server.reader import guarded_reader
 from server.registry import LayerRegistry
 from server.routers import health, pages, point
@@ -90,4 +91,6 @@ def create_app(settings: ServerSettings | None = None, services: Sequence[Servic
         allow_headers=["Range", "If-None-Match", "Content-Type"],
         expose_headers=["Content-Range", "Accept-Ranges", "ETag", "Content-Length"],
     )
+    if settings.public_url:
+        app.add_middleware(PublicURLMiddleware, public_url=settings.public_url)
     return app

@@ -32,7 +32,7 @@ def _setup_logging(level: str) -> None:
         stream=sys.stderr,
     )
     # Third-party chatter an operator does not need at INFO.
-    for noisy in ("rasterio", "rio_tiler", "numba", "apscheduler.executors", "httpx", "urllib3"):
+    for noisy in ("rasterio", "rio_tiler", "titiler", "numba", "apscheduler", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
