@@ -11,17 +11,8 @@ from pathlib import Path
 from typing import Any
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
-    """Flush a file's content to disk."""
+def fsync(path: Path) -> None:
+    """Flush a file's content, or a folder's entries (making a rename durable), to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -40,9 +31,9 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        fsync_file(tmp)
+        fsync(tmp)
         os.replace(tmp, target)
-        fsync_dir(target.parent)
+        fsync(target.parent)
     finally:
         tmp.unlink(missing_ok=True)
 

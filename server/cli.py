@@ -50,7 +50,7 @@ def _parse_until(value: str | None) -> dt.datetime | None:
 
 
 @contextlib.contextmanager
-def _progress(total: int, desc: str, unit: str) -> Iterator:
+def _progress(total: int | None, desc: str, unit: str) -> Iterator:
     """A tqdm bar on a terminal; silent otherwise so logs stay readable."""
     from tqdm import tqdm
 
@@ -89,7 +89,7 @@ def _run_update(args: argparse.Namespace, kind: str) -> int:
     pipeline = Pipeline(cfg)
     tiles = select_tiles(pipeline.tiles, args.tile)
     until = _parse_until(args.until) or clock_from_config(cfg.clock).now()
-    with _progress(0, kind, "acq") as bar:
+    with _progress(None, kind, "acq") as bar:
         return _summarise(kind, pipeline.run_update(until, tiles, progress=bar))
 
 
@@ -146,7 +146,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 return 1
     until = clock_from_config(cfg.clock).now()
     log.info("fast-forwarding to the demo clock's now, %s", until.date())
-    with _progress(0, "forward", "acq") as bar:
+    with _progress(None, "forward", "acq") as bar:
         if _summarise("forward", pipeline.run_update(until, progress=bar)):
             return 1
     if args.no_serve:

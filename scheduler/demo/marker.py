@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from catalog import atomic
 from scheduler.demo.spec import DemoSpec
 
 logger = logging.getLogger(__name__)
@@ -23,21 +22,7 @@ VERSION_KEY = "generator_version"
 def write_marker(root: Path, spec: DemoSpec) -> None:
     """Atomically write the spec (plus generator version) as the archive's completion marker."""
     payload = spec.model_dump(mode="json") | {VERSION_KEY: GENERATOR_VERSION}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{MARKER_NAME}.", suffix=".tmp", dir=root)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-            json.dump(payload, tmp, indent=1)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, root / MARKER_NAME)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-    # Make the rename itself durable.
-    dir_fd = os.open(root, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic.write_bytes(root / MARKER_NAME, json.dumps(payload, indent=1).encode("utf-8"))
 
 
 def read_marker(root: Path) -> DemoSpec:
