@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
@@ -116,6 +116,11 @@ class IQRConfig(_Section):
 
 
 MonitorConfig = IQRConfig
+
+
+def parse_monitor(data: dict[str, Any]) -> MonitorConfig:
+    """Validate a [monitor] table given as a dict (sweeps build many); raises pydantic.ValidationError."""
+    return TypeAdapter(MonitorConfig).validate_python(data)
 
 
 class HistoryConfig(_Section):
