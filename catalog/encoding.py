@@ -125,3 +125,24 @@ def context_colormap() -> dict[int, tuple[int, int, int, int]]:
     colours[int(Status.INSUFFICIENT_HISTORY)] = (190, 190, 190, 255)
     colours[int(Status.NODATA)] = (0, 0, 0, 0)
     return colours
+
+
+# GFW integrated-alerts style single band: confidence * 10000 + days since 2014-12-31 (uint16, 0 = none).
+GFW_EPOCH = dt.date(2014, 12, 31)
+GFW_LOW, GFW_HIGH, GFW_HIGHEST = 2, 3, 4
+
+
+def gfw_date_conf(status: np.ndarray, date: np.ndarray) -> np.ndarray:
+    """Encode alerts as GFW's date_conf, so styles made for GFW alerts work.
+
+    Provisional alerts are GFW 'low' (2), confirmed low-confidence ones 'high' (3), confirmed high-confidence
+    ones 'highest' (4). Days count from 2014-12-31, so the encoding overflows in 2042, as GFW's does.
+    """
+    conf = np.zeros(status.shape, dtype=np.uint16)
+    conf[np.isin(status, (Status.PROVISIONAL_LOW, Status.PROVISIONAL_HIGH))] = GFW_LOW
+    conf[status == Status.CONFIRMED_LOW] = GFW_HIGH
+    conf[status == Status.CONFIRMED_HIGH] = GFW_HIGHEST
+    offset = (GFW_EPOCH - DATE_EPOCH).days
+    days = date.astype(np.int32) - offset
+    valid = (conf > 0) & (date != DATE_NODATA) & (days > 0) & (days < 10000)
+    return np.where(valid, conf.astype(np.int32) * 10000 + days, 0).astype(np.uint16)

@@ -61,6 +61,16 @@ CONFIDENCE = LayerSpec(
     description="Mean |observed - expected| / the pixel's residual spread over the alert's observations.",
 )
 
-PUBLISHED_LAYERS: tuple[LayerSpec, ...] = (STATUS, DATE, MAGNITUDE, CONFIDENCE)
+DATE_CONF = LayerSpec(
+    asset="date_conf",
+    name="alert-date-conf",
+    dtype="uint16",
+    nodata=0,
+    title="GFW-style date and confidence",
+    description="confidence * 10000 + days since 2014-12-31, as GFW integrated alerts: confidence 2 = "
+    "provisional, 3 = confirmed (low confidence), 4 = confirmed (high confidence); 0 = no alert.",
+)
+
+PUBLISHED_LAYERS: tuple[LayerSpec, ...] = (STATUS, DATE, MAGNITUDE, CONFIDENCE, DATE_CONF)
 LAYERS_BY_NAME: dict[str, LayerSpec] = {layer.name: layer for layer in PUBLISHED_LAYERS}
 LAYERS_BY_ASSET: dict[str, LayerSpec] = {layer.asset: layer for layer in PUBLISHED_LAYERS}

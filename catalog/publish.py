@@ -22,9 +22,9 @@ from shapely.geometry import box, mapping, shape
 
 from catalog import atomic
 from catalog.cog import write_cog
-from catalog.encoding import classification_classes, status_colormap
+from catalog.encoding import classification_classes, gfw_date_conf, status_colormap
 from catalog.errors import PublishError
-from catalog.layers import PUBLISHED_LAYERS, STATUS, LayerSpec
+from catalog.layers import DATE, DATE_CONF, PUBLISHED_LAYERS, STATUS, LayerSpec
 from catalog.locking import file_lock
 from catalog.mosaic import AreaGrid, MosaicSource, write_vrt
 from catalog.store import COLLECTION_ID, CatalogLayout, Publication, read_index
@@ -137,8 +137,11 @@ class Publisher:
         folder = self.layout.item_path(item_id).parent
         folder.mkdir(parents=True, exist_ok=True)
         height, width = report.shape
+        layers = dict(report.layers)
+        # Derived encodings are computed here, from the primary layers, so every monitor gets them alike.
+        layers.setdefault(DATE_CONF.asset, gfw_date_conf(layers[STATUS.asset], layers[DATE.asset]))
         for layer in PUBLISHED_LAYERS:
-            array = report.layers.get(layer.asset)
+            array = layers.get(layer.asset)
             if array is None:
                 raise PublishError(f"tile {report.tile_id}: report lacks layer {layer.asset}")
             write_cog(

@@ -42,8 +42,15 @@ def acquisition_key(time: np.datetime64) -> str:
 
 def load_index(items: list[pystac.Item], tile: Tile, cfg: Config) -> xr.DataArray:
     """Return the masked index as a (time, y, x) float32 DataArray on the tile grid, time sorted."""
+    return load_index_and_bands(items, tile, cfg)[0]
+
+
+def load_index_and_bands(
+    items: list[pystac.Item], tile: Tile, cfg: Config, extra_roles: tuple[str, ...] = ()
+) -> tuple[xr.DataArray, dict[str, xr.DataArray]]:
+    """The masked index plus the masked reflectances of `extra_roles` (e.g. for CCDC's screening)."""
     src = cfg.source
-    roles = INDEX_BANDS[cfg.index.name]
+    roles = tuple(dict.fromkeys(INDEX_BANDS[cfg.index.name] + extra_roles))
     assets = [src.bands[role] for role in roles]
     if src.mask_band:
         assets.append(src.mask_band)
@@ -62,6 +69,7 @@ def load_index(items: list[pystac.Item], tile: Tile, cfg: Config) -> xr.DataArra
     except Exception as exc:  # rasterio, odc and HTTP errors: the message names the asset
         raise SourceError(f"tile {tile.id}: loading {len(items)} item(s) failed: {exc}") from exc
     ds = ds.sortby("time")
+    clear = ds[src.mask_band].isin(src.mask_valid) if src.mask_band else None
     bands = {}
     for role in roles:
         raw = ds[src.bands[role]]
@@ -70,9 +78,11 @@ def load_index(items: list[pystac.Item], tile: Tile, cfg: Config) -> xr.DataArra
             value = value.where(raw != src.nodata)
         bands[role] = value * np.float32(src.scale) + np.float32(src.offset)
     index = compute_index(cfg.index.name, bands)
-    if src.mask_band:
-        clear = ds[src.mask_band].isin(src.mask_valid)
+    if clear is not None:
         index = index.where(clear)
-    index = index.drop_vars([c for c in index.coords if c not in ("time", "y", "x")])
+        bands = {role: value.where(clear) for role, value in bands.items()}
+    keep = ("time", "y", "x")
+    index = index.drop_vars([c for c in index.coords if c not in keep])
     index.name = cfg.index.name
-    return index
+    extra = {role: bands[role].drop_vars([c for c in bands[role].coords if c not in keep]) for role in extra_roles}
+    return index, extra

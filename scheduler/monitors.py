@@ -1,4 +1,4 @@
-"""nrt monitors behind one interface: build from config, fit, absorb one acquisition, report alert layers."""
+"""Every monitor behind one interface: build from config, fit, absorb one acquisition, report alert layers."""
 
 from __future__ import annotations
 
@@ -6,23 +6,50 @@ import datetime as dt
 import logging
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
 from nrt.monitor import BaseNrt
+from nrt.monitor.ccdc import CCDC
+from nrt.monitor.cusum import CuSum
+from nrt.monitor.ewma import EWMA
 from nrt.monitor.iqr import IQR
+from nrt.monitor.mosum import MoSum
 
 from catalog.encoding import DATE_NODATA, Status, days_since_epoch
-from scheduler.config import MonitorConfig
+
+try:  # TEMPORARY while scheduler/ccdcnrt.py is being written
+    from scheduler.ccdcnrt import CCDCNRT
+except ImportError:  # pragma: no cover
+
+    class CCDCNRT:  # type: ignore[no-redef]
+        """Placeholder."""
+
+from scheduler.config import (
+    CCDCConfig,
+    CCDCNRTConfig,
+    CuSumConfig,
+    EWMAConfig,
+    IQRConfig,
+    MonitorConfig,
+    MoSumConfig,
+)
 
 log = logging.getLogger(__name__)
 
-MONITOR_CLASSES: dict[str, type[BaseNrt]] = {"IQR": IQR}
+MONITOR_CLASSES: dict[str, type] = {
+    cls.__name__: cls for cls in (IQR, CCDC, EWMA, CuSum, MoSum, CCDCNRT)
+}
 
-# nrt's state mask codes.
+# nrt's state mask codes (CCDCNRT uses the same).
 NRT_NOT_MONITORED, NRT_MONITORED, NRT_UNSTABLE, NRT_BREAK, NRT_SHORT = 0, 1, 2, 3, 4
 
-# Our own per-pixel bookkeeping kept beside nrt's state: the current run of anomalous observations.
+# Continuous-statistic monitors (EWMA, CuSum, MoSum) have no per-observation outlier test of their own; an
+# observation beyond this many residual sigmas counts as anomalous for first/provisional stages.
+ANOMALY_SIGMAS = 3.0
+
+# Our own per-pixel bookkeeping beside nrt's state: the current run of anomalous observations.
 EXTRA_LAYERS = {
     "first_date": np.uint16,  # days since 1970-01-01 of the run's first anomalous observation
     "run_count": np.uint16,  # anomalous observations in the current run
@@ -33,60 +60,130 @@ EXTRA_LAYERS = {
 
 @dataclass
 class MonitorState:
-    """An nrt monitor plus our run bookkeeping; everything a tile needs to continue monitoring."""
+    """A monitor plus our run bookkeeping; everything a tile needs to continue monitoring."""
 
-    monitor: BaseNrt
+    monitor: Any
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     empty: bool = False  # nothing in the tile could be fitted (no forest, or no clear history)
 
 
-def build_monitor(cfg: MonitorConfig, forest: np.ndarray) -> BaseNrt:
-    """Instantiate the configured nrt monitor on a uint8 mask (1 = monitor)."""
-    return IQR(
-        mask=forest.astype(np.uint8),
-        trend=cfg.trend,
-        harmonic_order=cfg.harmonic_order,
-        sensitivity=cfg.sensitivity,
-        boundary=cfg.boundary,
-    )
+def build_monitor(cfg: MonitorConfig, forest: np.ndarray, monitoring_start: dt.date) -> Any:
+    """Instantiate the configured monitor on a uint8 mask (1 = monitor)."""
+    mask = forest.astype(np.uint8)
+    common = {"mask": mask, "trend": cfg.trend, "harmonic_order": cfg.harmonic_order}
+    match cfg:
+        case IQRConfig():
+            return IQR(**common, sensitivity=cfg.sensitivity, boundary=cfg.boundary)
+        case CCDCConfig():
+            return CCDC(**common, sensitivity=cfg.sensitivity, boundary=cfg.boundary)
+        case EWMAConfig():
+            threshold = np.inf if cfg.threshold_outlier is None else cfg.threshold_outlier
+            return EWMA(**common, sensitivity=cfg.sensitivity, lambda_=cfg.lambda_, threshold_outlier=threshold)
+        case CuSumConfig():
+            return CuSum(**common, sensitivity=cfg.sensitivity)
+        case MoSumConfig():
+            return MoSum(**common, sensitivity=cfg.sensitivity, h=cfg.h)
+        case CCDCNRTConfig():
+            return CCDCNRT(
+                mask,
+                harmonic_order=cfg.harmonic_order,
+                trend=cfg.trend,
+                min_confidence=cfg.min_confidence,
+                window=cfg.window,
+                min_changes=cfg.min_changes,
+                calibration_days=cfg.calibration_days,
+                monitoring_days=cfg.monitoring_days,
+                must_be_confirmed_in_monitoring=cfg.must_be_confirmed_in_monitoring,
+                must_be_stable_before_change=cfg.must_be_stable_before_change,
+                must_stay_changed=cfg.must_stay_changed,
+                direction=cfg.direction,
+                monitoring_start=monitoring_start,
+            )
+    raise TypeError(f"no monitor for {type(cfg).__name__}")
 
 
-def fit_monitor(cfg: MonitorConfig, history: xr.DataArray, forest: np.ndarray) -> MonitorState:
+def _fit_kwargs(cfg: MonitorConfig, bands: dict[str, xr.DataArray]) -> dict[str, Any]:
+    """Nrt fit arguments: method, screening (always explicit: EWMA and CCDC screen by default)."""
+    kwargs: dict[str, Any] = {"method": cfg.fit_method, "screen_outliers": None}
+    if cfg.screen_outliers == "Shewhart":
+        kwargs.update(screen_outliers="Shewhart", L=getattr(cfg, "shewhart_l", 5.0))
+    elif cfg.screen_outliers == "CCDC_RIRLS":
+        # Reflectances are already scaled to 0..1 by the loader.
+        kwargs.update(screen_outliers="CCDC_RIRLS", green=bands["green"], swir=bands["swir16"], scaling_factor=1)
+    if cfg.fit_method == "ROC":
+        kwargs["alpha"] = getattr(cfg, "alpha", 0.05)
+    return kwargs
+
+
+def fit_monitor(
+    cfg: MonitorConfig,
+    history: xr.DataArray,
+    forest: np.ndarray,
+    monitoring_start: dt.date,
+    bands: dict[str, xr.DataArray] | None = None,
+) -> MonitorState:
     """Fit on the stable history; a tile with nothing fittable becomes an 'empty' state, not an error."""
-    monitor = build_monitor(cfg, forest)
+    monitor = build_monitor(cfg, forest, monitoring_start)
     shape = forest.shape
     extras = {name: np.zeros(shape, dtype=dtype) for name, dtype in EXTRA_LAYERS.items()}
     if not forest.any():
-        monitor.set_xy(history)
+        _set_xy(monitor, history, shape)
         return MonitorState(monitor, extras, empty=True)
     try:
-        with warnings.catch_warnings():
-            # nrt warns for every short series it masks; we report the count ourselves.
+        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+            # nrt warns for every short series it masks; the log line after the fit gives the count.
             warnings.simplefilter("ignore")
-            monitor.fit(history, method=cfg.fit_method)
+            if isinstance(monitor, CCDCNRT):
+                monitor.fit(history)
+            else:
+                monitor.fit(history, **_fit_kwargs(cfg, bands or {}))
     except ValueError as exc:
         if "sufficient" not in str(exc):
             raise
+        _set_xy(monitor, history, shape)
         monitor.mask[monitor.mask == NRT_MONITORED] = NRT_SHORT
-        monitor.set_xy(history)
         return MonitorState(monitor, extras, empty=True)
-    monitor.process = np.zeros(shape, dtype=np.uint8)
-    monitor.detection_date = np.zeros(shape, dtype=np.uint16)
+    if isinstance(monitor, BaseNrt):
+        if not isinstance(monitor, MoSum) and monitor.process is None:
+            monitor.process = np.zeros(shape, dtype=np.uint8)
+        monitor.detection_date = np.zeros(shape, dtype=np.uint16)
     return MonitorState(monitor, extras)
 
 
-def residual_sigma(monitor: BaseNrt) -> np.ndarray:
-    """Each pixel's residual spread: IQR / 1.349 estimates sigma for normal residuals."""
-    iqr = np.asarray(monitor.q75 - monitor.q25, dtype=np.float32)
-    return np.maximum(iqr / np.float32(1.349), np.float32(1e-6))
+def _set_xy(monitor: Any, history: xr.DataArray, shape: tuple[int, int]) -> None:
+    """Give an unfitted monitor its coordinates and a mask, so its state can still be saved."""
+    monitor.x, monitor.y = history.x.values, history.y.values
+    if getattr(monitor, "mask", None) is None:
+        monitor.mask = np.zeros(shape, dtype=np.uint8)
 
 
-def is_anomalous(monitor: BaseNrt, residuals: np.ndarray) -> np.ndarray:
-    """The monitor's own outlier test for one observation (IQR fences)."""
-    iqr = monitor.q75 - monitor.q25
-    lower = monitor.q25 - monitor.sensitivity * iqr
-    upper = monitor.q75 + monitor.sensitivity * iqr
-    return (residuals < lower) | (residuals > upper)
+def residual_sigma(monitor: Any) -> np.ndarray:
+    """Each pixel's residual spread, the unit of our confidence."""
+    if isinstance(monitor, IQR):
+        spread = (monitor.q75 - monitor.q25) / 1.349  # IQR / 1.349 estimates sigma for normal residuals
+    elif isinstance(monitor, CCDC):
+        spread = monitor.rmse
+    else:
+        spread = monitor.sigma
+    return np.maximum(np.nan_to_num(np.asarray(spread, dtype=np.float32), nan=1.0), np.float32(1e-6))
+
+
+def is_anomalous(monitor: Any, residuals: np.ndarray) -> np.ndarray:
+    """Whether one observation is anomalous: the monitor's own outlier test where it has one."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if isinstance(monitor, IQR):
+            iqr = monitor.q75 - monitor.q25
+            lower = monitor.q25 - monitor.sensitivity * iqr
+            upper = monitor.q75 + monitor.sensitivity * iqr
+            return (residuals < lower) | (residuals > upper)
+        if isinstance(monitor, CCDC):
+            return np.abs(residuals) / monitor.rmse > monitor.sensitivity
+        return np.abs(residuals) > ANOMALY_SIGMAS * residual_sigma(monitor)
+
+
+def _naive(when: dt.datetime) -> dt.datetime:
+    """Nrt subtracts datetime(1970, 1, 1): it needs a naive datetime.datetime (UTC)."""
+    return when.astimezone(dt.UTC).replace(tzinfo=None) if when.tzinfo else when
 
 
 def absorb(state: MonitorState, array: np.ndarray, when: dt.datetime) -> None:
@@ -95,11 +192,14 @@ def absorb(state: MonitorState, array: np.ndarray, when: dt.datetime) -> None:
         return
     monitor = state.monitor
     array = np.where(np.isfinite(array), array, np.nan).astype(np.float64)
-    # nrt needs a naive datetime.datetime: it subtracts datetime(1970, 1, 1).
-    naive = when.astimezone(dt.UTC).replace(tzinfo=None) if when.tzinfo else when
+    naive = _naive(when)
+    if isinstance(monitor, CCDCNRT):
+        monitor.monitor(array, naive)  # keeps its own dates, counts and confidences
+        return
     residuals = array - monitor.predict(naive)
     valid = (monitor.mask == NRT_MONITORED) & np.isfinite(array)
-    monitor.monitor(array=array, date=naive)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        monitor.monitor(array=array, date=naive)
     anomalous = valid & is_anomalous(monitor, residuals)
     extras = state.extras
     starting = anomalous & (extras["run_count"] == 0)
@@ -108,42 +208,74 @@ def absorb(state: MonitorState, array: np.ndarray, when: dt.datetime) -> None:
     extras["run_sum"][anomalous] += residuals[anomalous].astype(np.float32)
     score = np.abs(residuals) / residual_sigma(monitor)
     extras["run_score"][anomalous] += score[anomalous].astype(np.float32)
+    # A break confirmed without a run of single anomalies (CuSum/MoSum accumulate small residuals): date and
+    # score come from the confirming observation.
+    silent = (monitor.mask == NRT_BREAK) & valid & (extras["run_count"] == 0)
+    extras["first_date"][silent] = days_since_epoch(naive)
+    extras["run_count"][silent] = 1
+    extras["run_sum"][silent] = residuals[silent].astype(np.float32)
+    extras["run_score"][silent] = score[silent].astype(np.float32)
     # A clear, normal observation ends the run; clouds (invalid) do not.
     ended = valid & ~anomalous & (monitor.mask == NRT_MONITORED)
     for name in EXTRA_LAYERS:
         extras[name][ended] = 0
 
 
+def _codes(stage: np.ndarray, high: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Status codes from a stage (0 none, 1 first, 2 provisional, 3 confirmed, 4 finished) and confidence."""
+    status = np.full(stage.shape, Status.NONE, dtype=np.uint8)
+    for value, low_code, high_code in (
+        (1, Status.FIRST_LOW, Status.FIRST_HIGH),
+        (2, Status.PROVISIONAL_LOW, Status.PROVISIONAL_HIGH),
+        (3, Status.CONFIRMED_LOW, Status.CONFIRMED_HIGH),
+        (4, Status.FINISHED_LOW, Status.FINISHED_HIGH),
+    ):
+        at = stage == value
+        status[at] = np.where(high[at], high_code, low_code)
+    status[mask == NRT_NOT_MONITORED] = Status.NOT_MONITORED
+    status[mask == NRT_UNSTABLE] = Status.UNSTABLE_HISTORY
+    status[mask == NRT_SHORT] = Status.INSUFFICIENT_HISTORY
+    return status
+
+
+def _layers(status: np.ndarray, date: np.ndarray, magnitude: np.ndarray, confidence: np.ndarray) -> dict:
+    """The published layers, blanked where there is no alert."""
+    alert = (status >= 1) & (status <= 8)
+    return {
+        "status": status,
+        "date": np.where(alert, date, DATE_NODATA).astype(np.uint16),
+        "magnitude": np.where(alert, magnitude, np.nan).astype(np.float32),
+        "confidence": np.where(alert, confidence, np.nan).astype(np.float32),
+    }
+
+
 def report_layers(state: MonitorState, cfg: MonitorConfig) -> dict[str, np.ndarray]:
     """The published layers: status codes, first-detection date, mean magnitude and confidence."""
     monitor = state.monitor
-    mask = monitor.mask
+    mask = np.asarray(monitor.mask)
+    if isinstance(monitor, CCDCNRT):
+        layers = monitor.layers()
+        stage = np.zeros(mask.shape, np.uint8) if state.empty else monitor.alert_stage()
+        confidence = layers["confidence"]
+        high = np.nan_to_num(confidence, nan=0.0) >= cfg.high_confidence
+        # SEPAL's difference is expected - observed; ours is observed - expected (a loss is negative).
+        return _layers(_codes(stage, high, mask), layers["first_detection_date"], -layers["difference"], confidence)
     extras = state.extras
-    shape = mask.shape
-    status = np.full(shape, Status.NONE, dtype=np.uint8)
     count = extras["run_count"].astype(np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
         magnitude = np.where(count > 0, extras["run_sum"] / count, np.nan).astype(np.float32)
         confidence = np.where(count > 0, extras["run_score"] / count, np.nan).astype(np.float32)
     high = np.nan_to_num(confidence, nan=0.0) >= cfg.high_confidence
+    stage = np.zeros(mask.shape, dtype=np.uint8)
     monitored = mask == NRT_MONITORED
-    if not state.empty:
+    if isinstance(monitor, IQR | CCDC):
+        # Counting monitors: the process is the number of consecutive outliers; `boundary` confirms.
         process = np.asarray(monitor.process)
-        provisional_at = max(2, cfg.boundary - 1)
-        first = monitored & (process >= 1) & (process < provisional_at)
-        provisional = monitored & (process >= provisional_at)
-        status[first] = np.where(high[first], Status.FIRST_HIGH, Status.FIRST_LOW)
-        status[provisional] = np.where(high[provisional], Status.PROVISIONAL_HIGH, Status.PROVISIONAL_LOW)
-    confirmed = mask == NRT_BREAK
-    status[confirmed] = np.where(high[confirmed], Status.CONFIRMED_HIGH, Status.CONFIRMED_LOW)
-    status[mask == NRT_NOT_MONITORED] = Status.NOT_MONITORED
-    status[mask == NRT_UNSTABLE] = Status.UNSTABLE_HISTORY
-    status[mask == NRT_SHORT] = Status.INSUFFICIENT_HISTORY
-    alert = (status >= 1) & (status <= 8)
-    date = np.where(alert, extras["first_date"], DATE_NODATA).astype(np.uint16)
-    return {
-        "status": status,
-        "date": date,
-        "magnitude": np.where(alert, magnitude, np.nan).astype(np.float32),
-        "confidence": np.where(alert, confidence, np.nan).astype(np.float32),
-    }
+        provisional_at = max(2, monitor.boundary - 1)
+        stage[monitored & (process >= 1)] = 1
+        stage[monitored & (process >= provisional_at)] = 2
+    else:
+        stage[monitored & (extras["run_count"] == 1)] = 1
+        stage[monitored & (extras["run_count"] >= 2)] = 2
+    stage[mask == NRT_BREAK] = 3
+    return _layers(_codes(stage, high, mask), extras["first_date"], magnitude, confidence)

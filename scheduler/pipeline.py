@@ -18,10 +18,10 @@ from catalog.mosaic import AreaGrid
 from catalog.publish import Publisher, TileReport, item_data_time
 from catalog.store import CatalogLayout, Publication, read_index
 from scheduler.clock import utc
-from scheduler.config import Config
+from scheduler.config import SCREENING_BANDS, Config
 from scheduler.errors import ConfigError, NrtAlertsError, SourceError, StateError
 from scheduler.grid import Tile, area_tiles
-from scheduler.loading import acquisition_key, load_index
+from scheduler.loading import acquisition_key, load_index, load_index_and_bands
 from scheduler.monitors import absorb, fit_monitor, report_layers
 from scheduler.sources import ImagerySource, source_from_config
 from scheduler.state import TileState, load_state, save_state, state_path
@@ -131,9 +131,11 @@ class Pipeline:
         items = self.source.search(tile.bounds_4326, start, _history_end(self.cfg))
         if not items:
             raise SourceError(f"tile {tile.id}: no acquisitions in the history period {start:%Y-%m-%d}..")
-        history = load_index(items, tile, self.cfg)
+        screening = getattr(self.cfg.monitor, "screen_outliers", "none") == "CCDC_RIRLS"
+        history, bands = load_index_and_bands(items, tile, self.cfg, SCREENING_BANDS if screening else ())
         forest = read_forest_mask(self.cfg, tile)
-        monitor = fit_monitor(self.cfg.monitor, history, forest)
+        monitoring_start = self.cfg.history.end + dt.timedelta(days=1)
+        monitor = fit_monitor(self.cfg.monitor, history, forest, monitoring_start, bands)
         keys = [acquisition_key(t) for t in history.time.values]
         state = TileState(
             tile_id=tile.id,

@@ -64,6 +64,10 @@ def test_alerts_match_ground_truth(static_run: DemoRun) -> None:
     assert 0 <= np.median(lag) <= 20
     # Magnitude of a clear-cut is a large NDVI drop.
     assert np.nanmedian(layers["magnitude"][disturbed & confirmed]) < -0.3
+    # The GFW-style band: confidence digit 3 or 4 and the detection day counted from 2014-12-31.
+    date_conf = layers["date_conf"][confirmed].astype(int)
+    assert set(np.unique(date_conf // 10000)) <= {3, 4}
+    np.testing.assert_array_equal(date_conf % 10000, layers["date"][confirmed].astype(int) - 16435)
 
 
 def test_every_update_published_a_version(static_run: DemoRun) -> None:
@@ -82,7 +86,7 @@ def test_catalog_validates_and_cogs_are_valid(static_run: DemoRun) -> None:
     assert count == 2 + 2 * len(index.publications)  # catalog, collection, an item per tile and version
     item_path = next((stac_dir / "alerts" / "items").glob("*/*.json"))
     item = json.loads(item_path.read_text())
-    assert {"status", "date", "magnitude", "confidence"} <= set(item["assets"])
+    assert {"status", "date", "magnitude", "confidence", "date_conf"} <= set(item["assets"])
     classes = item["assets"]["status"]["classification:classes"]
     assert {c["value"] for c in classes} >= {0, 3, 6, 255}
     assert item["properties"]["proj:code"] == "EPSG:32633"

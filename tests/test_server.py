@@ -16,7 +16,13 @@ def test_public_url_is_used_in_generated_links(static_run: DemoRun) -> None:
         tilejson = client.get("/layers/alerts/WebMercatorQuad/tilejson.json").json()
         assert tilejson["tiles"][0].startswith("https://maps.example.org/alerts/layers/alerts/tiles/WebMercatorQuad/")
         layers = client.get("/layers").json()
-        assert {layer["name"] for layer in layers} == {"alerts", "alert-date", "alert-magnitude", "alert-confidence"}
+        assert {layer["name"] for layer in layers} == {
+            "alerts",
+            "alert-date",
+            "alert-magnitude",
+            "alert-confidence",
+            "alert-date-conf",
+        }
         assert layers[0]["tiles"].startswith("https://maps.example.org/alerts/layers/")
 
 

@@ -52,7 +52,7 @@ def test_incremental_cycles_equal_one_continuous_run(static_run: DemoRun) -> Non
     tile = pipeline.tiles[1]
     start = dt.datetime.combine(cfg.history.start, dt.time.min, tzinfo=dt.UTC)
     history = load_index(pipeline.source.search(tile.bounds_4326, start, _history_end(cfg)), tile, cfg)
-    memory = fit_monitor(cfg.monitor, history, read_forest_mask(cfg, tile))
+    memory = fit_monitor(cfg.monitor, history, read_forest_mask(cfg, tile), cfg.history.end + dt.timedelta(days=1))
     stored = load_state(pipeline.tile_state_path(tile))
     until = dt.datetime.fromisoformat(stored.absorbed[-1]).replace(tzinfo=dt.UTC)
     data = load_index(pipeline.source.search(tile.bounds_4326, _history_end(cfg), until), tile, cfg)
