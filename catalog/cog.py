@@ -46,13 +46,14 @@ def write_cog(
     dst_profile.update(blockxsize=block, blockysize=block, predictor=2 if array.dtype.kind in "iu" else 3)
     with MemoryFile() as mem:
         with mem.open(**profile) as src:
+            if colormap:
+                # Before the pixels: libtiff cannot change the photometric tag once data is written.
+                # GeoTIFF palettes carry RGB only; alpha is applied when tiles are rendered.
+                src.write_colormap(1, {k: v[:3] + (255,) for k, v in colormap.items()})
             src.write(array, 1)
             src.set_band_description(1, description)
             if tags:
                 src.update_tags(**tags)
-            if colormap:
-                # GeoTIFF palettes carry RGB only; alpha is applied when tiles are rendered.
-                src.write_colormap(1, {k: v[:3] + (255,) for k, v in colormap.items()})
         with mem.open() as src, atomic_path(target) as tmp:
             cog_translate(
                 src,

@@ -44,6 +44,15 @@ DATE = LayerSpec(
     description="Date the alert was first detected, in days since 1970-01-01; 0 = no alert.",
     unit="days since 1970-01-01",
 )
+CONFIRMED = LayerSpec(
+    asset="confirmed",
+    name="alert-confirmed",
+    dtype="uint16",
+    nodata=DATE_NODATA,
+    title="Confirmation date",
+    description="Date the alert was confirmed, in days since 1970-01-01; 0 = not confirmed.",
+    unit="days since 1970-01-01",
+)
 MAGNITUDE = LayerSpec(
     asset="magnitude",
     name="alert-magnitude",
@@ -71,6 +80,6 @@ DATE_CONF = LayerSpec(
     "provisional, 3 = confirmed (low confidence), 4 = confirmed (high confidence); 0 = no alert.",
 )
 
-PUBLISHED_LAYERS: tuple[LayerSpec, ...] = (STATUS, DATE, MAGNITUDE, CONFIDENCE, DATE_CONF)
+PUBLISHED_LAYERS: tuple[LayerSpec, ...] = (STATUS, DATE, CONFIRMED, MAGNITUDE, CONFIDENCE, DATE_CONF)
 LAYERS_BY_NAME: dict[str, LayerSpec] = {layer.name: layer for layer in PUBLISHED_LAYERS}
 LAYERS_BY_ASSET: dict[str, LayerSpec] = {layer.asset: layer for layer in PUBLISHED_LAYERS}

@@ -7,8 +7,9 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import rasterio
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
@@ -35,17 +36,20 @@ class AreaConfig(_Section):
     @classmethod
     def _known_crs(cls, value: str) -> str:
         try:
-            CRS.from_user_input(value)
+            # Inside an Env GDAL's own "ERROR 1: PROJ ..." goes to logging, not straight to stderr.
+            with rasterio.Env():
+                CRS.from_user_input(value)
         except CRSError as exc:
             raise ValueError(f"unknown CRS {value!r}") from exc
         return value
 
-    @model_validator(mode="after")
-    def _bounds_ordered(self) -> AreaConfig:
-        minx, miny, maxx, maxy = self.bounds
+    @field_validator("bounds")
+    @classmethod
+    def _bounds_ordered(cls, value: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        minx, miny, maxx, maxy = value
         if not (maxx > minx and maxy > miny):
             raise ValueError("bounds must be minx < maxx and miny < maxy")
-        return self
+        return value
 
 
 IndexName = Literal["ndvi", "nbr", "ndmi", "evi"]
@@ -360,4 +364,6 @@ def load_config(path: Path | str) -> Config:
         config = Config(**data)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, str(path))) from exc
+    except SettingsError as exc:  # an NRT_ALERTS_* variable that does not parse (e.g. a list that is not JSON)
+        raise ConfigError(f"invalid config from the environment ({ENV_PREFIX}*): {exc}") from exc
     return config.resolve_paths(path.resolve().parent)

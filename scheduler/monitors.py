@@ -18,14 +18,7 @@ from nrt.monitor.iqr import IQR
 from nrt.monitor.mosum import MoSum
 
 from catalog.encoding import DATE_NODATA, Status, days_since_epoch
-
-try:  # TEMPORARY while scheduler/ccdcnrt.py is being written
-    from scheduler.ccdcnrt import CCDCNRT
-except ImportError:  # pragma: no cover
-
-    class CCDCNRT:  # type: ignore[no-redef]
-        """Placeholder."""
-
+from scheduler.ccdcnrt import CCDCNRT
 from scheduler.config import (
     CCDCConfig,
     CCDCNRTConfig,
@@ -38,9 +31,7 @@ from scheduler.config import (
 
 log = logging.getLogger(__name__)
 
-MONITOR_CLASSES: dict[str, type] = {
-    cls.__name__: cls for cls in (IQR, CCDC, EWMA, CuSum, MoSum, CCDCNRT)
-}
+MONITOR_CLASSES: dict[str, type] = {cls.__name__: cls for cls in (IQR, CCDC, EWMA, CuSum, MoSum, CCDCNRT)}
 
 # nrt's state mask codes (CCDCNRT uses the same).
 NRT_NOT_MONITORED, NRT_MONITORED, NRT_UNSTABLE, NRT_BREAK, NRT_SHORT = 0, 1, 2, 3, 4
@@ -238,12 +229,18 @@ def _codes(stage: np.ndarray, high: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return status
 
 
-def _layers(status: np.ndarray, date: np.ndarray, magnitude: np.ndarray, confidence: np.ndarray) -> dict:
-    """The published layers, blanked where there is no alert."""
+def _layers(
+    status: np.ndarray, date: np.ndarray, confirmed: np.ndarray, magnitude: np.ndarray, confidence: np.ndarray
+) -> dict:
+    """The published layers, blanked where there is no alert (confirmation dates only where confirmed)."""
     alert = (status >= 1) & (status <= 8)
+    is_confirmed = np.isin(
+        status, (Status.CONFIRMED_LOW, Status.CONFIRMED_HIGH, Status.FINISHED_LOW, Status.FINISHED_HIGH)
+    )
     return {
         "status": status,
         "date": np.where(alert, date, DATE_NODATA).astype(np.uint16),
+        "confirmed": np.where(is_confirmed, confirmed, DATE_NODATA).astype(np.uint16),
         "magnitude": np.where(alert, magnitude, np.nan).astype(np.float32),
         "confidence": np.where(alert, confidence, np.nan).astype(np.float32),
     }
@@ -259,7 +256,13 @@ def report_layers(state: MonitorState, cfg: MonitorConfig) -> dict[str, np.ndarr
         confidence = layers["confidence"]
         high = np.nan_to_num(confidence, nan=0.0) >= cfg.high_confidence
         # SEPAL's difference is expected - observed; ours is observed - expected (a loss is negative).
-        return _layers(_codes(stage, high, mask), layers["first_detection_date"], -layers["difference"], confidence)
+        return _layers(
+            _codes(stage, high, mask),
+            layers["first_detection_date"],
+            layers["confirmation_date"],
+            -layers["difference"],
+            confidence,
+        )
     extras = state.extras
     count = extras["run_count"].astype(np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -278,4 +281,5 @@ def report_layers(state: MonitorState, cfg: MonitorConfig) -> dict[str, np.ndarr
         stage[monitored & (extras["run_count"] == 1)] = 1
         stage[monitored & (extras["run_count"] >= 2)] = 2
     stage[mask == NRT_BREAK] = 3
-    return _layers(_codes(stage, high, mask), extras["first_date"], magnitude, confidence)
+    confirmed = np.zeros(mask.shape, np.uint16) if state.empty else np.asarray(monitor.detection_date)
+    return _layers(_codes(stage, high, mask), extras["first_date"], confirmed, magnitude, confidence)

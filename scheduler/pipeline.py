@@ -240,6 +240,8 @@ class Pipeline:
                 state = load_state(self.tile_state_path(tile))
             except StateError:
                 continue
+            if state.fingerprint != fingerprint(self.cfg):
+                continue  # fitted with other settings: its report is not this configuration's to publish
             when = state.last_time
             if when is not None and (tile.id not in published or published[tile.id] < when):
                 stale.append(state)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager
 
@@ -28,6 +29,31 @@ log = logging.getLogger(__name__)
 Service = Callable[[], AbstractContextManager]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+
+# GDAL reads a CRS string that is not a code as a file path, and fetches URLs: only codes and OGC names pass.
+CRS_PARAMS = frozenset({"crs", "coord_crs", "dst_crs", "bbox_crs"})
+SAFE_CRS = re.compile(
+    r"\[?("
+    r"[A-Za-z][A-Za-z0-9_]*:[A-Za-z0-9_.]+"  # EPSG:3857, OGC:CRS84, ESRI:102100
+    r"|https?://www\.opengis\.net/def/crs/[A-Za-z0-9_]+/[0-9.]+/[A-Za-z0-9_.]+"  # OGC CRS URI
+    r"|urn:ogc:def:crs:[A-Za-z0-9_]+:[0-9.]*:[A-Za-z0-9_.]+"  # OGC URN
+    r")\]?"
+)
+# Absolute paths, GDAL virtual file systems, URLs and parent folders: no parameter value needs them.
+PATH_LIKE = re.compile(r"^[/\\~]|://|\.\.")
+
+
+def refused_value(name: str, value: str) -> str | None:
+    """Why a query parameter value is refused (it names a file, folder or URL, or a band we lack), or None."""
+    if name == "bidx" and value != "1":
+        return "bidx: every layer has one band (bidx=1)"
+    if name in CRS_PARAMS:
+        if SAFE_CRS.fullmatch(value):
+            return None
+        return f"{name}: only CRS codes (e.g. EPSG:3857) or OGC CRS URIs are accepted, not paths or URLs"
+    if PATH_LIKE.search(value):
+        return f"layers are named; paths and URLs are not accepted (parameter {name!r})"
+    return None
 
 
 def create_app(settings: ServerSettings | None = None, services: Sequence[Service] = ()) -> FastAPI:
@@ -61,12 +87,15 @@ def create_app(settings: ServerSettings | None = None, services: Sequence[Servic
 
     @app.middleware("http")
     async def refuse_paths(request: Request, call_next: Callable) -> Response:
-        """TiTiler's `?url=` names a file or URL to read: never accepted from a client here."""
+        """TiTiler's `?url=` names a file or URL to read: never accepted from a client here, nor path-like values."""
         if "url" in request.query_params:
             return JSONResponse(
                 {"detail": "layers are named; paths and URLs (the 'url' parameter) are not accepted"},
                 status_code=400,
             )
+        for name, value in request.query_params.multi_items():
+            if reason := refused_value(name, value):
+                return JSONResponse({"detail": reason}, status_code=400)
         return await call_next(request)
 
     @app.middleware("http")

@@ -14,7 +14,7 @@ from pathlib import Path
 from catalog.errors import CatalogError
 from scheduler.clock import clock_from_config, utc
 from scheduler.config import Config, load_config
-from scheduler.errors import ConfigError, NrtAlertsError
+from scheduler.errors import ConfigError, NotFittedError, NrtAlertsError
 from scheduler.grid import select_tiles
 from scheduler.pipeline import Pipeline, RunResult
 
@@ -60,8 +60,6 @@ def _progress(total: int | None, desc: str, unit: str) -> Iterator:
 
 def _summarise(kind: str, result: RunResult) -> int:
     """Log the outcome; exit status 1 if any tile failed."""
-    for tile in result.failed:
-        log.error("tile %s failed: %s", tile.tile_id, tile.error)
     version = result.publication.id if result.publication else "nothing new"
     log.info(
         "%s done: %d tile(s), %d acquisition(s) absorbed, %d failed; published: %s",
@@ -89,6 +87,9 @@ def _run_update(args: argparse.Namespace, kind: str) -> int:
     pipeline = Pipeline(cfg)
     tiles = select_tiles(pipeline.tiles, args.tile)
     until = _parse_until(args.until) or clock_from_config(cfg.clock).now()
+    if not any(pipeline.tile_state_path(t).exists() for t in tiles):
+        # Nothing fitted at all is an operator mistake, not a per-tile failure: say so once.
+        raise NotFittedError(f"no fitted monitor state in {cfg.output.state_dir}: run `nrt-alerts fit` first")
     with _progress(None, kind, "acq") as bar:
         return _summarise(kind, pipeline.run_update(until, tiles, progress=bar))
 
@@ -154,6 +155,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return serve(cfg, host=args.host, port=args.port, scheduler=True)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate the published alerts against a reference (raster, polygons or points) and write a report."""
+    from scheduler.evaluation import evaluate, summary_line, write_report
+
+    cfg = load_config(args.config)
+    evaluation = evaluate(
+        cfg,
+        args.reference,
+        version=args.version,
+        include_provisional=args.include_provisional,
+        tolerance_days=args.tolerance_days,
+    )
+    out = Path(args.out) if args.out else cfg.output.dir / "evaluation" / evaluation.version
+    write_report(evaluation, out)
+    log.info("%s; report in %s", summary_line(evaluation), out)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Fit, update and evaluate once per monitor parameter set of a GRID.toml; rank the sets by F1."""
+    from scheduler.evaluation import run_sweep
+
+    cfg = load_config(args.config)
+    until = _parse_until(args.until) or clock_from_config(cfg.clock).now()
+    out = Path(args.out) if args.out else cfg.output.dir / "sweep"
+    ranked = run_sweep(cfg, Path(args.reference), Path(args.grid), out, until)
+    best = ranked[0]
+    f1 = "n/a" if best.f1 is None else f"{best.f1:.3f}"
+    log.info("sweep done: %d run(s), best %s (F1 %s); ranking in %s", len(ranked), best.name, f1, out / "sweep.md")
+    return 1 if any(s.error for s in ranked) else 0
+
+
+def cmd_accuracy(args: argparse.Namespace) -> int:
+    """Run every monitor on every demo scenario and regenerate the accuracy report (docs/accuracy.md)."""
+    from scheduler.evaluation.matrix import write_accuracy_doc
+
+    out = Path(args.out)
+    cells = write_accuracy_doc(out, Path(args.work), workers=args.workers)
+    failed = [c for c in cells if c.error]
+    log.info("accuracy report: %d run(s), %d failed; written to %s", len(cells), len(failed), out)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(prog="nrt-alerts", description=__doc__)
@@ -193,6 +237,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--no-serve", action="store_true", help="Prepare and fast-forward, then exit")
     p.set_defaults(func=cmd_demo)
+    p = with_config(sub.add_parser("evaluate", help=cmd_evaluate.__doc__))
+    p.add_argument("--reference", required=True, help="Disturbance-day raster, or GeoJSON polygons/points with dates")
+    p.add_argument("--version", help="Publication to evaluate (default: latest)")
+    p.add_argument("--out", help="Report folder (default: <output.dir>/evaluation/<version>)")
+    p.add_argument("--include-provisional", action="store_true", help="Count provisional alerts as alerts")
+    p.add_argument("--tolerance-days", type=int, default=0, help="Accept detections this many days early")
+    p.set_defaults(func=cmd_evaluate)
+    p = with_config(sub.add_parser("sweep", help=cmd_sweep.__doc__))
+    p.add_argument("--reference", required=True, help="Reference file, as for evaluate")
+    p.add_argument("--grid", required=True, help="TOML listing [[run]] tables of monitor parameters")
+    p.add_argument("--out", help="Where each run's outputs and the ranking go (default: <output.dir>/sweep)")
+    p.add_argument("--until", help="Absorb acquisitions up to this ISO date/datetime (default: now)")
+    p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("accuracy", help=cmd_accuracy.__doc__)
+    p.add_argument("--out", default="docs/accuracy.md", help="The report (its JSON goes beside it)")
+    p.add_argument("--work", default="accuracy-work", help="Where the scenario archives and runs go")
+    p.add_argument("--workers", type=int, default=2, help="Runs in parallel (default: 2)")
+    p.set_defaults(func=cmd_accuracy)
     return parser
 
 

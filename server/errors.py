@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from rasterio.errors import RasterioIOError
-from rio_tiler.errors import InvalidBandName, PointOutsideBounds, TileOutsideBounds
+from rio_tiler.errors import InvalidBandName, InvalidExpression, PointOutsideBounds, TileOutsideBounds
 from starlette import status
 
 from catalog.errors import CatalogError, LayerNotFound
@@ -34,6 +34,7 @@ STATUS_CODES: dict[type[Exception], int] = {
     TileOutsideBounds: status.HTTP_404_NOT_FOUND,
     PointOutsideBounds: status.HTTP_404_NOT_FOUND,
     InvalidBandName: status.HTTP_400_BAD_REQUEST,
+    InvalidExpression: status.HTTP_400_BAD_REQUEST,
     CatalogError: status.HTTP_503_SERVICE_UNAVAILABLE,
     RasterioIOError: status.HTTP_503_SERVICE_UNAVAILABLE,
 }

@@ -55,7 +55,10 @@ class LayerRegistry:
             raise LayerNotFound(f"unknown layer {name!r}; layers: {', '.join(LAYERS_BY_NAME)}")
         index = self.index()
         publication = index.get(version)
-        path = (self.layout.collection_dir / publication.mosaics[spec.asset]).resolve()
+        mosaic = publication.mosaics.get(spec.asset)
+        if mosaic is None:  # published before this layer existed
+            raise LayerNotFound(f"publication {publication.id} has no layer {name!r}")
+        path = (self.layout.collection_dir / mosaic).resolve()
         return ResolvedLayer(spec, publication, path, is_latest=publication is index.latest)
 
     def contains(self, path: Path) -> bool:

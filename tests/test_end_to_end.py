@@ -62,6 +62,10 @@ def test_alerts_match_ground_truth(static_run: DemoRun) -> None:
     # Detection dates of true detections are close to the planted date: median lag within 20 days.
     lag = layers["date"][disturbed & confirmed].astype(int) - days[disturbed & confirmed].astype(int)
     assert 0 <= np.median(lag) <= 20
+    # Confirmation comes after the first anomalous observation, within a few revisits (boundary = 3).
+    confirmed_on = layers["confirmed"][disturbed & confirmed].astype(int)
+    first_seen = layers["date"][disturbed & confirmed].astype(int)
+    assert np.all(confirmed_on >= first_seen) and np.median(confirmed_on - first_seen) <= 30
     # Magnitude of a clear-cut is a large NDVI drop.
     assert np.nanmedian(layers["magnitude"][disturbed & confirmed]) < -0.3
     # The GFW-style band: confidence digit 3 or 4 and the detection day counted from 2014-12-31.
@@ -86,7 +90,7 @@ def test_catalog_validates_and_cogs_are_valid(static_run: DemoRun) -> None:
     assert count == 2 + 2 * len(index.publications)  # catalog, collection, an item per tile and version
     item_path = next((stac_dir / "alerts" / "items").glob("*/*.json"))
     item = json.loads(item_path.read_text())
-    assert {"status", "date", "magnitude", "confidence", "date_conf"} <= set(item["assets"])
+    assert {"status", "date", "confirmed", "magnitude", "confidence", "date_conf"} <= set(item["assets"])
     classes = item["assets"]["status"]["classification:classes"]
     assert {c["value"] for c in classes} >= {0, 3, 6, 255}
     assert item["properties"]["proj:code"] == "EPSG:32633"

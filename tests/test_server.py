@@ -19,6 +19,7 @@ def test_public_url_is_used_in_generated_links(static_run: DemoRun) -> None:
         assert {layer["name"] for layer in layers} == {
             "alerts",
             "alert-date",
+            "alert-confirmed",
             "alert-magnitude",
             "alert-confidence",
             "alert-date-conf",

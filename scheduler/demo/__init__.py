@@ -1,6 +1,7 @@
-"""Embedded, offline, deterministic Sentinel-2 L2A-like demo archive with planted disturbances."""
+"""Embedded, offline, deterministic Sentinel-2 L2A-like demo archive with planted disturbances and look-alikes."""
 
+from scheduler.demo.events import KIND_CODES
 from scheduler.demo.generate import generate_demo, load_demo
-from scheduler.demo.spec import DemoArchive, DemoSpec
+from scheduler.demo.spec import SCENARIOS, DemoArchive, DemoSpec
 
-__all__ = ["DemoArchive", "DemoSpec", "generate_demo", "load_demo"]
+__all__ = ["KIND_CODES", "SCENARIOS", "DemoArchive", "DemoSpec", "generate_demo", "load_demo"]

@@ -26,6 +26,8 @@ REFLECTANCE_BANDS: tuple[Band, ...] = (
     Band("red", "B04", 0.665, 0.038, "Red (band 4)"),
     Band("nir08", "B8A", 0.865, 0.033, "NIR 2 (band 8A)"),
     Band("swir16", "B11", 1.610, 0.143, "SWIR 1 (band 11)"),
+    # Added after the first release (for NBR): its noise comes from its own stream, see scene.py.
+    Band("swir22", "B12", 2.190, 0.242, "SWIR 2 (band 12)"),
 )
 REFLECTANCE_KEYS: tuple[str, ...] = tuple(b.key for b in REFLECTANCE_BANDS)
 SCL_KEY = "scl"

@@ -10,7 +10,7 @@ from scheduler.demo.fields import dilate, shift_mask, smooth_field
 from scheduler.demo.surface import Reflectance
 
 # Clouds are nearly white; ice/water absorption makes them a bit darker in the SWIR.
-CLOUD_COLOUR = {"green": 1.0, "red": 0.98, "nir08": 1.0, "swir16": 0.78}
+CLOUD_COLOUR = {"green": 1.0, "red": 0.98, "nir08": 1.0, "swir16": 0.78, "swir22": 0.62}
 CLOUD_BRIGHTNESS = (0.45, 0.6)
 COVER_FRACTION = (0.05, 1.0)
 BLOB_SCALE_M = (200.0, 600.0)

@@ -12,8 +12,10 @@ from scheduler.demo.grid import Grid
 BLOCKSIZE = 256
 
 
-def write_cog(path: Path, data: np.ndarray, grid: Grid, *, nodata: float | None = None) -> None:
-    """Write a 2-D array as a deflate-compressed COG."""
+def write_cog(
+    path: Path, data: np.ndarray, grid: Grid, *, nodata: float | None = None, tags: dict[str, str] | None = None
+) -> None:
+    """Write a 2-D array as a deflate-compressed COG, with optional dataset metadata tags."""
     path.parent.mkdir(parents=True, exist_ok=True)
     profile = {
         "driver": "COG",
@@ -31,3 +33,5 @@ def write_cog(path: Path, data: np.ndarray, grid: Grid, *, nodata: float | None 
     }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data, 1)
+        if tags:
+            dst.update_tags(**tags)

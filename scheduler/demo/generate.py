@@ -11,12 +11,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from scheduler.demo.bands import NODATA, REFLECTANCE_KEYS, SCL_KEY
-from scheduler.demo.clearcuts import plan_clearcuts
 from scheduler.demo.cog import write_cog
 from scheduler.demo.grid import Grid
 from scheduler.demo.groundtruth import write_forest_mask, write_ground_truth
 from scheduler.demo.landcover import make_landcover
 from scheduler.demo.marker import MARKER_NAME, marker_matches, read_marker, write_marker
+from scheduler.demo.scenarios import plan_events
 from scheduler.demo.scene import SceneContext, choose_overcast, render_scene
 from scheduler.demo.schedule import acquisition_schedule
 from scheduler.demo.spec import DemoArchive, DemoSpec
@@ -42,10 +42,12 @@ def generate_demo(root: Path, spec: DemoSpec = DemoSpec(), *, progress: bool = F
     grid = Grid.from_spec(spec)
     schedule = acquisition_schedule(spec)
     landcover = make_landcover(spec.seed, grid)
-    events = plan_clearcuts(spec, grid, landcover.forest)
+    events = plan_events(spec, grid, landcover)
     archive = _archive(root, spec, [acq.datetime for acq in schedule])
     write_forest_mask(landcover.forest, grid, archive.forest_mask_path)
-    write_ground_truth(events, grid, archive.ground_truth_path, archive.ground_truth_raster_path)
+    write_ground_truth(
+        events, grid, archive.ground_truth_path, archive.ground_truth_raster_path, archive.ground_truth_kind_path
+    )
     _remove_stale_items(root, {acq.item_id for acq in schedule})
 
     context = SceneContext(spec, landcover, events, choose_overcast(spec, [acq.index for acq in schedule]))
@@ -62,7 +64,8 @@ def generate_demo(root: Path, spec: DemoSpec = DemoSpec(), *, progress: bool = F
     save_catalog(root, spec, grid, items)
     write_marker(root, spec)
     logger.info(
-        "generated demo archive in %s: %d acquisitions, %d events, %.1f s",
+        "generated %s demo archive in %s: %d acquisitions, %d events, %.1f s",
+        spec.scenario,
         root,
         len(schedule),
         len(events),
@@ -89,6 +92,7 @@ def _archive(root: Path, spec: DemoSpec, dates: list[datetime.datetime]) -> Demo
         forest_mask_path=root / "forest_mask.tif",
         ground_truth_path=root / "ground_truth.geojson",
         ground_truth_raster_path=root / "ground_truth.tif",
+        ground_truth_kind_path=root / "ground_truth_kind.tif",
         dates=dates,
         spec=spec,
     )

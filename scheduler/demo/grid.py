@@ -77,8 +77,23 @@ class Grid:
 
 
 def reproject_polygon(polygon: shapely.Polygon, transformer: Transformer) -> shapely.Polygon:
-    """Reproject a polygon vertex by vertex and orient it counter-clockwise (RFC 7946)."""
-    xy = np.asarray(polygon.exterior.coords)
+    """Reproject a polygon vertex by vertex, shell counter-clockwise and holes clockwise (RFC 7946)."""
+    shell = _reproject_ring(polygon.exterior, transformer)
+    holes = [_reproject_ring(ring, transformer) for ring in polygon.interiors]
+    return shapely.geometry.polygon.orient(shapely.Polygon(shell, holes), 1.0)
+
+
+def reproject_geometry(
+    geometry: shapely.Polygon | shapely.MultiPolygon, transformer: Transformer
+) -> shapely.Polygon | shapely.MultiPolygon:
+    """Reproject a polygon or multipolygon like reproject_polygon does."""
+    if isinstance(geometry, shapely.MultiPolygon):
+        return shapely.MultiPolygon([reproject_polygon(part, transformer) for part in geometry.geoms])
+    return reproject_polygon(geometry, transformer)
+
+
+def _reproject_ring(ring: shapely.LinearRing, transformer: Transformer) -> np.ndarray:
+    """Lon/lat vertices of one ring, rounded."""
+    xy = np.asarray(ring.coords)
     lon, lat = transformer.transform(xy[:, 0], xy[:, 1])
-    lon, lat = np.round(lon, LONLAT_DECIMALS), np.round(lat, LONLAT_DECIMALS)
-    return shapely.geometry.polygon.orient(shapely.Polygon(np.column_stack([lon, lat])), 1.0)
+    return np.column_stack([np.round(lon, LONLAT_DECIMALS), np.round(lat, LONLAT_DECIMALS)])

@@ -15,7 +15,8 @@ logger = logging.getLogger(__name__)
 
 MARKER_NAME = "demo-spec.json"
 # Bump when the generator's output changes for a given spec, so old archives get rebuilt.
-GENERATOR_VERSION = 1
+# 2: swir22 asset, ground_truth_kind.tif, `end`/`disturbance` in the GeoJSON (version-1 pixels unchanged).
+GENERATOR_VERSION = 2
 VERSION_KEY = "generator_version"
 
 

@@ -14,6 +14,17 @@ class Stream(IntEnum):
     LANDCOVER = 1_000_002
     EVENTS = 1_000_003
     OVERCAST = 1_000_004
+    # One stream per scenario beyond clear-cuts, so adding a scenario never shifts another one's draws.
+    DEGRADATION = 1_000_005
+    SELECTIVE_LOGGING = 1_000_006
+    FIRE = 1_000_007
+    DROUGHT = 1_000_008
+    HAZE = 1_000_009
+    NON_FOREST = 1_000_010
+
+
+# Salt of the per-acquisition streams of bands added after the first release.
+BAND_NOISE_SALT = 2_000_000
 
 
 def stream_rng(seed: int, stream: Stream) -> np.random.Generator:
@@ -24,3 +35,8 @@ def stream_rng(seed: int, stream: Stream) -> np.random.Generator:
 def acquisition_rng(seed: int, index: int) -> np.random.Generator:
     """Return the generator for one acquisition, so each scene is reproducible on its own."""
     return np.random.default_rng([seed, index])
+
+
+def band_noise_rng(seed: int, index: int, band: int) -> np.random.Generator:
+    """Return the noise generator of a late-added band (by band number) in one acquisition."""
+    return np.random.default_rng([seed, index, BAND_NOISE_SALT + band])

@@ -11,13 +11,17 @@ from scheduler.demo.bands import OFFSET, REFLECTANCE_KEYS, SCALE
 from scheduler.demo.clouds import add_clouds
 from scheduler.demo.events import Event, apply_events
 from scheduler.demo.landcover import LandCover
-from scheduler.demo.rng import Stream, acquisition_rng, stream_rng
+from scheduler.demo.rng import Stream, acquisition_rng, band_noise_rng, stream_rng
 from scheduler.demo.schedule import Acquisition
 from scheduler.demo.spec import DemoSpec
 from scheduler.demo.surface import surface_reflectance
 
 # Per-pixel radiometric noise (reflectance units); red dominates NDVI noise: ~0.014 NDVI over forest.
-NOISE_SD = {"green": 0.002, "red": 0.0025, "nir08": 0.005, "swir16": 0.004}
+NOISE_SD = {"green": 0.002, "red": 0.0025, "nir08": 0.005, "swir16": 0.004, "swir22": 0.004}
+# Bands whose noise comes from the acquisition stream, in this order. Bands added later draw from their own stream
+# (keyed by S2 band number): adding one then leaves every earlier band's pixels, and the clouds, as they were.
+SHARED_NOISE_KEYS = ("green", "red", "nir08", "swir16")
+LATE_BAND_NUMBERS = {"swir22": 12}
 # Scene-wide residual of the atmospheric correction.
 SCENE_OFFSET_SD = 0.001
 EDGE_STRIP_PROBABILITY = 0.2
@@ -51,8 +55,12 @@ def render_scene(ctx: SceneContext, acq: Acquisition) -> Scene:
     refl = surface_reflectance(ctx.landcover, when)
     apply_events(ctx.events, refl, when)
     shape = ctx.landcover.cover.shape
-    for key in REFLECTANCE_KEYS:
+    for key in SHARED_NOISE_KEYS:
         refl[key] += rng.normal(0.0, NOISE_SD[key], shape).astype(np.float32) + rng.normal(0.0, SCENE_OFFSET_SD)
+    for key, number in LATE_BAND_NUMBERS.items():
+        noise_rng = band_noise_rng(spec.seed, acq.index, number)
+        noise = noise_rng.normal(0.0, NOISE_SD[key], shape).astype(np.float32)
+        refl[key] += noise + noise_rng.normal(0.0, SCENE_OFFSET_SD)
     scl = SCL.clear_sky_scl(refl["red"], refl["nir08"], ctx.landcover.water)
 
     overcast = acq.index in ctx.overcast

@@ -5,11 +5,16 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Clear-cuts need a couple of months of post-event observations to be detectable at all.
+# Planted events need a couple of months of post-event observations to be detectable at all.
 MIN_POST_EVENT_DAYS = 60
+
+# What the planted events are: one scenario per archive, so detection accuracy can be measured per scenario.
+Scenario = Literal["clear-cut", "degradation", "selective-logging", "fire", "drought", "haze", "non-forest"]
+SCENARIOS: tuple[str, ...] = get_args(Scenario)
 
 
 class DemoSpec(BaseModel):
@@ -28,7 +33,9 @@ class DemoSpec(BaseModel):
     end: datetime.date = datetime.date(2024, 6, 30)
     revisit_days: int = Field(5, ge=1)
     disturbance_start: datetime.date = datetime.date(2023, 3, 1)
+    # Number of clear-cuts; the other scenarios derive their number of events from it (0: no events at all).
     n_clearcuts: int = Field(12, ge=0)
+    scenario: Scenario = "clear-cut"
     cloud_probability: float = Field(0.35, ge=0.0, le=1.0)
     collection_id: str = Field("sentinel-2-l2a-demo", min_length=1)
 
@@ -52,5 +59,6 @@ class DemoArchive:
     forest_mask_path: Path
     ground_truth_path: Path
     ground_truth_raster_path: Path
+    ground_truth_kind_path: Path
     dates: list[datetime.datetime]
     spec: DemoSpec

@@ -15,9 +15,11 @@ Endmember = dict[str, float]
 # Day of year of the canopy's greenest state (mid-July).
 PEAK_DOY = 196.0
 
-SOIL: Endmember = {"green": 0.085, "red": 0.11, "nir08": 0.17, "swir16": 0.27}
-GREEN_CROP: Endmember = {"green": 0.07, "red": 0.035, "nir08": 0.42, "swir16": 0.19}
-WATER: Endmember = {"green": 0.05, "red": 0.035, "nir08": 0.02, "swir16": 0.01}
+SOIL: Endmember = {"green": 0.085, "red": 0.11, "nir08": 0.17, "swir16": 0.27, "swir22": 0.23}
+GREEN_CROP: Endmember = {"green": 0.07, "red": 0.035, "nir08": 0.42, "swir16": 0.19, "swir22": 0.09}
+WATER: Endmember = {"green": 0.05, "red": 0.035, "nir08": 0.02, "swir16": 0.01, "swir22": 0.005}
+# Leaf water absorbs more at 2.2 than at 1.6 µm: a closed canopy's SWIR 2 is about half its SWIR 1.
+FOREST_SWIR22_PER_SWIR16 = 0.47
 
 # Green-vegetation fraction through the year (day of year, fraction) before the parcel's own shift/peak.
 GREEN_FRACTION_CALENDAR: dict[Cover, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -73,6 +75,8 @@ def _forest(lc: LandCover, when: datetime.date) -> Reflectance:
         "red": nir * (1.0 - ndvi) / (1.0 + ndvi),
         "nir08": nir,
         "swir16": lc.forest_swir - 0.012 * s,
+        # Derived from SWIR 1 rather than drawn, so the land-cover stream (and every other band) stays as it was.
+        "swir22": FOREST_SWIR22_PER_SWIR16 * lc.forest_swir - 0.008 * s,
     }
 
 
