@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from catalog import atomic
 from scheduler.config import Config, load_config
 from scheduler.demo import DemoSpec, generate_demo
+from scheduler.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +97,25 @@ def write_demo_config(root: Path, spec: DemoSpec, *, tile_size: int, interval_se
     return config_path
 
 
-def prepare_demo(root: Path, *, size: int = 256, progress: bool = True) -> Config:
+def prepare_demo(root: Path, *, size: int = 256, scenario: str = "clear-cut", progress: bool = True) -> Config:
     """Generate (or reuse) the demo archive under root/archive and return the demo config."""
     root = root.resolve()
-    spec = DemoSpec(width=size, height=size)
-    log.info("demo archive: %d x %d px, %s .. %s, in %s", size, size, spec.start, spec.end, root / "archive")
+    choice = {"size": size, "scenario": scenario}
+    marker = root / "demo.json"
+    if marker.exists() and json.loads(marker.read_text(encoding="utf-8")) != choice:
+        made = json.loads(marker.read_text(encoding="utf-8"))
+        raise ConfigError(
+            f"{root} holds the demo for --size {made['size']} --scenario {made['scenario']}; "
+            "use another --dir (or delete that folder) for a different size or scenario"
+        )
+    try:
+        spec = DemoSpec(width=size, height=size, scenario=scenario)
+    except ValidationError as exc:
+        raise ConfigError(f"demo: {exc.errors()[0]['msg']}") from exc
+    log.info(
+        "demo archive: %s, %d x %d px, %s .. %s, in %s", scenario, size, size, spec.start, spec.end, root / "archive"
+    )
     archive = generate_demo(root / "archive", spec, progress=progress)
+    atomic.write_json(marker, choice)
     tile_size = 128 if size >= 256 else max(16, size // 2)
     return load_config(write_demo_config(root, archive.spec, tile_size=tile_size))

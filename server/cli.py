@@ -14,6 +14,7 @@ from pathlib import Path
 from catalog.errors import CatalogError
 from scheduler.clock import clock_from_config, utc
 from scheduler.config import Config, load_config
+from scheduler.demo.spec import SCENARIOS
 from scheduler.errors import ConfigError, NotFittedError, NrtAlertsError
 from scheduler.grid import select_tiles
 from scheduler.pipeline import Pipeline, RunResult
@@ -138,7 +139,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Generate the embedded demo, fit, fast-forward, then serve with the scheduler running."""
     from scheduler.demo_setup import prepare_demo
 
-    cfg = prepare_demo(Path(args.dir), size=args.size)
+    folder = args.dir or ("demo-data" if args.scenario == "clear-cut" else f"demo-data-{args.scenario}")
+    cfg = prepare_demo(Path(folder), size=args.size, scenario=args.scenario)
     pipeline = Pipeline(cfg)
     if not all(pipeline.tile_state_path(t).exists() for t in pipeline.tiles):
         log.info("fitting %d tile(s) on the history %s .. %s", len(pipeline.tiles), cfg.history.start, cfg.history.end)
@@ -231,8 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-scheduler", action="store_true", help="Serve only; run updates elsewhere")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("demo", help=cmd_demo.__doc__)
-    p.add_argument("--dir", default="demo-data", help="Where the demo archive and outputs go (default: demo-data)")
+    p.add_argument("--dir", help="Where the demo archive and outputs go (default: demo-data[-<scenario>])")
     p.add_argument("--size", type=int, default=256, help="Demo area edge in pixels (default: 256)")
+    p.add_argument(
+        "--scenario", default="clear-cut", choices=SCENARIOS, help="What the demo plants (default: clear-cut)"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--no-serve", action="store_true", help="Prepare and fast-forward, then exit")
