@@ -53,18 +53,7 @@ def plan_clearcuts(spec: DemoSpec, grid: Grid, forest: np.ndarray) -> list[Event
             raise ValueError(f"could not place clear-cut {k + 1} of {spec.n_clearcuts}: not enough free forest")
         polygon, inside, footprint = placed
         occupied |= footprint
-        rows, cols = np.nonzero(inside)
-        events.append(
-            Event(
-                id=f"clearcut-{k + 1:03d}",
-                kind=KIND,
-                date=dates[k],
-                polygon=polygon,
-                rows=rows,
-                cols=cols,
-                pixel_variation=rng.standard_normal(rows.size).astype(np.float32),
-            )
-        )
+        events.append(Event.from_pixels(f"clearcut-{k + 1:03d}", KIND, dates[k], polygon, inside, rng))
     logger.debug("planted %d clear-cuts", len(events))
     return events
 

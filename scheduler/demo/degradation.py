@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from dataclasses import replace
 
 import numpy as np
 
@@ -53,20 +54,10 @@ def plan_degradation(spec: DemoSpec, grid: Grid, landcover: LandCover) -> list[E
             raise ValueError(f"could not place degradation patch {k + 1} of {n}: not enough free forest")
         polygon, inside, footprint = placed
         occupied |= footprint
-        rows, cols = np.nonzero(inside)
         duration = int(rng.integers(DURATION_DAYS[0], DURATION_DAYS[1] + 1))
-        events.append(
-            Event(
-                id=f"{KIND}-{k + 1:03d}",
-                kind=KIND,
-                date=dates[k],
-                polygon=polygon,
-                rows=rows,
-                cols=cols,
-                pixel_variation=rng.standard_normal(rows.size).astype(np.float32),
-                end=dates[k] + datetime.timedelta(days=duration),
-                magnitude=float(rng.uniform(*TOTAL_DROP)),
-            )
-        )
+        event = Event.from_pixels(f"{KIND}-{k + 1:03d}", KIND, dates[k], polygon, inside, rng)
+        # Drawn after the per-pixel variation, as it always was, so the archive stays the same.
+        magnitude = float(rng.uniform(*TOTAL_DROP))
+        events.append(replace(event, end=dates[k] + datetime.timedelta(days=duration), magnitude=magnitude))
     logger.debug("planted %d degradation patches", len(events))
     return events

@@ -57,6 +57,23 @@ class Event:
     # Per-pixel intensity in [0, 1] for kinds with a spatial gradient (haze thickness), else None.
     pixel_weight: np.ndarray | None = field(default=None, repr=False)
 
+    @classmethod
+    def from_pixels(
+        cls,
+        id: str,
+        kind: str,
+        date: datetime.date,
+        polygon: shapely.Polygon | shapely.MultiPolygon,
+        inside: np.ndarray,
+        rng: np.random.Generator,
+        **extra: object,
+    ) -> Event:
+        """An event over the True pixels of `inside`, with one standard-normal draw per pixel from `rng`."""
+        rows, cols = np.nonzero(inside)
+        variation = rng.standard_normal(rows.size).astype(np.float32)
+        return cls(id=id, kind=kind, date=date, polygon=polygon, rows=rows, cols=cols, pixel_variation=variation,
+                   **extra)  # fmt: skip
+
     @property
     def n_pixels(self) -> int:
         """Number of pixels the event covers."""

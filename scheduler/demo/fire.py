@@ -81,18 +81,7 @@ def plan_fires(spec: DemoSpec, grid: Grid, landcover: LandCover) -> list[Event]:
             raise ValueError(f"could not place burn scar {k + 1} of {n}: not enough free forest")
         polygon, inside = scar
         occupied |= dilate(inside)
-        rows, cols = np.nonzero(inside)
-        events.append(
-            Event(
-                id=f"{KIND}-{k + 1:03d}",
-                kind=KIND,
-                date=dates[k],
-                polygon=polygon,
-                rows=rows,
-                cols=cols,
-                pixel_variation=rng.standard_normal(rows.size).astype(np.float32),
-            )
-        )
+        events.append(Event.from_pixels(f"{KIND}-{k + 1:03d}", KIND, dates[k], polygon, inside, rng))
     logger.debug("planted %d burn scars", len(events))
     return events
 

@@ -82,17 +82,6 @@ def plan_non_forest(spec: DemoSpec, grid: Grid, landcover: LandCover) -> list[Ev
         # Name what was there before by majority, as the fallback may have put the change on the other class.
         was_crop = np.isin(landcover.cover[rows, cols], CROPS).mean() > 0.5
         detail = f"{'cropland' if was_crop else 'grassland'}-{change}"
-        events.append(
-            Event(
-                id=f"{KIND}-{k + 1:03d}",
-                kind=KIND,
-                date=dates[k],
-                polygon=polygon,
-                rows=rows,
-                cols=cols,
-                pixel_variation=rng.standard_normal(rows.size).astype(np.float32),
-                detail=detail,
-            )
-        )
+        events.append(Event.from_pixels(f"{KIND}-{k + 1:03d}", KIND, dates[k], polygon, inside, rng, detail=detail))
     logger.debug("planted %d land-use changes outside forest", len(events))
     return events
