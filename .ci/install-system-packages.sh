@@ -11,6 +11,7 @@ set -euo pipefail
 PACKAGES=(
     postgresql-15
     postgresql-15-postgis-3
+    chromium  # headless browser for tests/test_web_map.py
 )
 # ---------------------------------------------------------------------------
 

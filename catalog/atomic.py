@@ -11,6 +11,16 @@ from pathlib import Path
 from typing import Any
 
 
+def _current_umask() -> int:
+    """The process umask (reading it means setting it, so set it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def fsync(path: Path) -> None:
     """Flush a file's content, or a folder's entries (making a rename durable), to disk."""
     fd = os.open(path, os.O_RDONLY)
@@ -29,6 +39,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; published files must be readable by a server running as another user.
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         yield tmp
         fsync(tmp)

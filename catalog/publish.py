@@ -28,11 +28,15 @@ from catalog.layers import DATE, DATE_CONF, PUBLISHED_LAYERS, STATUS, LayerSpec
 from catalog.locking import file_lock
 from catalog.mosaic import AreaGrid, MosaicSource, write_vrt
 from catalog.store import COLLECTION_ID, CatalogLayout, Publication, read_index
+from catalog.thumbnail import THUMBNAIL_MEDIA_TYPE, write_thumbnail
 
 log = logging.getLogger(__name__)
 
 CLASSIFICATION_SCHEMA = "https://stac-extensions.github.io/classification/v1.1.0/schema.json"
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+THUMBNAIL = "thumbnail"
+THUMBNAIL_TITLE = "Thumbnail"
+THUMBNAIL_DESCRIPTION = "The alert status in the alert colours, transparent where there is no alert."
 
 
 @dataclass
@@ -128,7 +132,7 @@ class Publisher:
         return version
 
     def _write_item(self, report: TileReport, now: dt.datetime) -> dict:
-        """Write one report's COGs and then its item JSON (immutable, never overwritten)."""
+        """Write one report's COGs and thumbnail, then its item JSON (immutable, never overwritten)."""
         base_id = item_id_for(report.tile_id, report.datetime)
         item_id, n = base_id, 1
         while self.layout.item_path(item_id).exists():
@@ -154,6 +158,7 @@ class Publisher:
                 colormap=status_colormap() if layer is STATUS else None,
                 tags={"NRT_ALERTS_LAYER": layer.asset, "NRT_ALERTS_TILE": report.tile_id},
             )
+        write_thumbnail(folder / f"{item_id}_{THUMBNAIL}.png", layers[STATUS.asset])
         item = self._item_dict(item_id, report, now, width, height)
         atomic.write_json(self.layout.item_path(item_id), item)
         return item
@@ -197,6 +202,14 @@ class Publisher:
             RasterExtension.ext(asset).bands = [_raster_band(layer, resolution)]
             if layer is STATUS:
                 asset.extra_fields["classification:classes"] = classification_classes()
+        thumbnail = pystac.Asset(
+            href=f"./{item_id}_{THUMBNAIL}.png",
+            media_type=THUMBNAIL_MEDIA_TYPE,
+            roles=["thumbnail"],
+            title=THUMBNAIL_TITLE,
+            description=THUMBNAIL_DESCRIPTION,
+        )
+        item.add_asset(THUMBNAIL, thumbnail)
         item.stac_extensions.append(CLASSIFICATION_SCHEMA)
         item.clear_links()
         item_dict = item.to_dict(include_self_link=False, transform_hrefs=False)
@@ -276,6 +289,12 @@ class Publisher:
                 **({"classification:classes": classification_classes()} if layer is STATUS else {}),
             }
             for layer in PUBLISHED_LAYERS
+        }
+        data["item_assets"][THUMBNAIL] = {
+            "title": THUMBNAIL_TITLE,
+            "description": THUMBNAIL_DESCRIPTION,
+            "type": THUMBNAIL_MEDIA_TYPE,
+            "roles": ["thumbnail"],
         }
         data["links"] = [
             {"rel": "root", "href": "../catalog.json", "type": "application/json"},

@@ -13,22 +13,23 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
+from server.caching import CachingMiddleware
 from server.errors import add_exception_handlers
 from server.proxy import PublicURLMiddleware
 from server.reader import guarded_reader
 from server.registry import LayerRegistry
-from server.routers import health, pages, point
+from server.routers import alerts, health, pages, point, stac, wmts
 from server.routers.pages import STATIC_DIR
 from server.routers.stac import catalog_files
 from server.routers.tiles import layer_tiler
 from server.settings import ServerSettings
+from server.wms import router as wms_router
+from server.wms.errors import WMSException, exception_response
 
 log = logging.getLogger(__name__)
 
 # Started with the app and stopped with it, e.g. the in-process scheduler the CLI wires in.
 Service = Callable[[], AbstractContextManager]
-
-IMMUTABLE = "public, max-age=31536000, immutable"
 
 # GDAL reads a CRS string that is not a code as a file path, and fetches URLs: only codes and OGC names pass.
 CRS_PARAMS = frozenset({"crs", "coord_crs", "dst_crs", "bbox_crs"})
@@ -79,11 +80,19 @@ def create_app(settings: ServerSettings | None = None, services: Sequence[Servic
     tiler = layer_tiler(settings.stac_dir)
     app.include_router(tiler.router, prefix="/layers/{layer}", tags=["Layers"])
     app.include_router(point.router)
+    app.include_router(alerts.router)
     app.include_router(health.router)
     app.include_router(pages.router)
+    app.include_router(wmts.router)
+    app.include_router(wms_router)
+    # Before the /stac mount: catalog JSON is served by a route (links added), every other file by the mount.
+    app.include_router(stac.router)
     app.mount("/stac", catalog_files(settings.stac_dir), name="stac")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_exception_handlers(app)
+
+    # Added first, so it runs inside refuse_paths: a 304 is never answered for a request that would be refused.
+    app.add_middleware(CachingMiddleware, registry=app.state.registry, latest_max_age=settings.latest_max_age)
 
     @app.middleware("http")
     async def refuse_paths(request: Request, call_next: Callable) -> Response:
@@ -95,23 +104,12 @@ def create_app(settings: ServerSettings | None = None, services: Sequence[Servic
             )
         for name, value in request.query_params.multi_items():
             if reason := refused_value(name, value):
+                if request.url.path.rstrip("/") == "/wms":  # WMS clients expect an OGC exception report
+                    version = request.query_params.get("version") or request.query_params.get("VERSION") or "1.3.0"
+                    code = "LayerNotDefined" if name.lower() in ("layers", "query_layers", "layer") else None
+                    return exception_response(WMSException(code, reason, locator=name), version)
                 return JSONResponse({"detail": reason}, status_code=400)
         return await call_next(request)
-
-    @app.middleware("http")
-    async def cache_control(request: Request, call_next: Callable) -> Response:
-        """Dated publications never change; 'latest' and catalog JSON move, so they are cached briefly."""
-        response = await call_next(request)
-        if response.status_code == 200 and "cache-control" not in response.headers:
-            path = request.url.path
-            versioned = request.query_params.get("version") not in (None, "", "latest")
-            if path.startswith("/layers/") and versioned:
-                response.headers["Cache-Control"] = IMMUTABLE
-            elif path.startswith("/stac/") and path.endswith(".tif"):
-                response.headers["Cache-Control"] = IMMUTABLE  # item assets are never rewritten
-            else:
-                response.headers["Cache-Control"] = f"public, max-age={settings.latest_max_age}"
-        return response
 
     app.add_middleware(
         CORSMiddleware,

@@ -24,11 +24,18 @@ class PublicURLMiddleware:
         """Adjust the scope, then pass the request on."""
         if scope["type"] in ("http", "websocket"):
             headers = [(k, v) for k, v in scope["headers"] if k != b"host"] + [(b"host", self.host)]
+            # ASGI's path includes root_path; the proxy stripped the prefix, so put it back for routing to strip.
+            path = scope["path"] if scope["path"].startswith(self.root_path + "/") else self.root_path + scope["path"]
+            raw = scope.get("raw_path") or scope["path"].encode("latin-1")
+            if not raw.startswith(self.root_path.encode("latin-1") + b"/"):
+                raw = self.root_path.encode("latin-1") + raw
             scope = {
                 **scope,
                 "scheme": self.scheme,
                 "server": self.server,
                 "headers": headers,
                 "root_path": self.root_path,
+                "path": path,
+                "raw_path": raw,
             }
         await self.app(scope, receive, send)

@@ -94,7 +94,8 @@ def test_catalog_validates_and_cogs_are_valid(static_run: DemoRun) -> None:
     classes = item["assets"]["status"]["classification:classes"]
     assert {c["value"] for c in classes} >= {0, 3, 6, 255}
     assert item["properties"]["proj:code"] == "EPSG:32633"
-    for asset in item["assets"].values():
+    assert item["assets"]["thumbnail"]["type"] == "image/png"
+    for asset in (a for a in item["assets"].values() if a["type"].startswith("image/tiff")):
         path = item_path.parent / asset["href"]
         valid, errors, _ = cog_validate(str(path), quiet=True)
         assert valid, errors
@@ -210,5 +211,5 @@ def test_stac_served_with_cors_and_ranges(static_run: DemoRun, static_server: st
     health = httpx.get(f"{static_server}/healthz").json()
     assert health["status"] == "ok" and health["publications"] == 1 + len(RUN_STEPS)
     page = httpx.get(f"{static_server}/")
-    assert page.status_code == 200 and "leaflet" in page.text
-    assert httpx.get(f"{static_server}/static/vendor/leaflet-1.9.4/leaflet.js").status_code == 200
+    assert page.status_code == 200 and "maplibre-gl" in page.text
+    assert httpx.get(f"{static_server}/static/vendor/maplibre-gl-5.24.1/maplibre-gl.js").status_code == 200

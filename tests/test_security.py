@@ -186,6 +186,10 @@ def refusal_problem(response: httpx.Response) -> str | None:
         return "leaks the named file's content"
     if not 400 <= response.status_code < 500:
         return f"status {response.status_code}"
+    if response.url.path.endswith("/wms"):
+        # WMS clients get OGC exception reports, with the reason in the element text.
+        ok = "ServiceExceptionReport" in response.text and "<ServiceException" in response.text
+        return None if ok else "not a ServiceExceptionReport"
     try:
         body = response.json()
     except ValueError:

@@ -39,3 +39,32 @@ def test_dated_versions_are_immutable_and_latest_is_short_lived(static_run: Demo
         assert "immutable" in dated.headers["cache-control"]
         # The first version (after the fit) has no alerts yet; the latest has: the images differ.
         assert latest.content != dated.content
+
+
+def test_behind_a_prefixing_proxy_static_files_still_resolve(static_run: DemoRun) -> None:
+    settings = ServerSettings(stac_dir=static_run.cfg.output.stac_dir, public_url="https://maps.example.org/alerts")
+    cog = next(static_run.cfg.output.stac_dir.glob("alerts/items/*/*_status.tif"))
+    rel = cog.relative_to(static_run.cfg.output.stac_dir).as_posix()
+    with TestClient(create_app(settings)) as client:
+        # The proxy strips /alerts before forwarding; the server must still find the files.
+        assert client.get(f"/stac/{rel}", headers={"Range": "bytes=0-9"}).status_code == 206
+        catalog = client.get("/stac/catalog.json")
+        assert catalog.status_code == 200
+        self_link = next(link for link in catalog.json()["links"] if link["rel"] == "self")
+        assert self_link["href"] == "https://maps.example.org/alerts/stac/catalog.json"
+
+
+def test_published_files_are_world_readable(static_run: DemoRun) -> None:
+    for path in [
+        *static_run.cfg.output.stac_dir.glob("alerts/items/*/*"),
+        static_run.cfg.output.stac_dir / "catalog.json",
+    ]:
+        assert path.stat().st_mode & 0o044 == 0o044, f"{path.name} is not readable by group and others"
+
+
+def test_path_like_wms_layer_gets_an_ogc_exception(static_run: DemoRun) -> None:
+    with TestClient(create_app(ServerSettings(stac_dir=static_run.cfg.output.stac_dir))) as client:
+        response = client.get("/wms", params={"SERVICE": "WMS", "REQUEST": "GetMap", "LAYERS": "../../etc/passwd"})
+    assert response.status_code == 400
+    assert "ServiceExceptionReport" in response.text and 'code="LayerNotDefined"' in response.text
+    assert "root:" not in response.text

@@ -10,6 +10,7 @@ from titiler.core.factory import TilerFactory
 
 from catalog.encoding import context_colormap, status_colormap
 from server.deps import layer_path
+from server.filters import FilterParams
 from server.reader import guarded_reader
 
 LAYER_PREFIX = "/layers/{layer}"
@@ -25,9 +26,15 @@ COLORMAPS = default_cmap.register(
 
 
 def layer_tiler(stac_dir: Path) -> TilerFactory:
-    """A TilerFactory whose dataset is the named layer's mosaic, never a client-supplied `url`."""
+    """A TilerFactory whose dataset is the named layer's mosaic, never a client-supplied `url`.
+
+    Every layer accepts the alert filters (detected_after, detected_before, min_confidence, stage): they read the
+    status, date and confidence layers of the same publication, so e.g. magnitudes of confirmed alerts only work too.
+    """
     return TilerFactory(
         reader=guarded_reader(stac_dir),
+        # Reader options: the filters reach the Reader, which masks tiles, parts, statistics and points alike.
+        reader_dependency=FilterParams,
         path_dependency=layer_path,
         router_prefix=LAYER_PREFIX,
         add_preview=False,
