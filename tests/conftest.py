@@ -11,9 +11,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
 import uvicorn
 
+from catalog.store import CatalogLayout, read_index
 from scheduler.config import Config, load_config
 from scheduler.demo import DemoArchive, DemoSpec, generate_demo
 from scheduler.demo_setup import write_demo_config
@@ -104,3 +107,23 @@ def static_server(static_run: DemoRun) -> Iterator[str]:
     """The static run's outputs served over real HTTP."""
     with serving(ServerSettings(stac_dir=static_run.cfg.output.stac_dir)) as url:
         yield url
+
+
+def latest_layers(run: DemoRun) -> dict[str, np.ndarray]:
+    """The latest publication's mosaics as arrays on the area grid, by asset."""
+    layout = CatalogLayout(run.cfg.output.stac_dir)
+    arrays = {}
+    for asset, rel in read_index(layout).latest.mosaics.items():
+        with rasterio.open(layout.collection_dir / rel) as src:
+            arrays[asset] = src.read(1)
+    return arrays
+
+
+def truth(run: DemoRun) -> tuple[np.ndarray, np.ndarray]:
+    """Ground-truth disturbance day per pixel (0 = none), and the forest mask."""
+    archive = run.cfg.source.catalog.parent
+    with rasterio.open(archive / "ground_truth.tif") as src:
+        days = src.read(1)
+    with rasterio.open(archive / "forest_mask.tif") as src:
+        forest = src.read(1) == 1
+    return days, forest

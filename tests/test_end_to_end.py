@@ -17,32 +17,11 @@ from catalog.encoding import CONFIRMED_CODES, STATUS_CLASSES, Status, days_since
 from catalog.store import CatalogLayout, read_index
 from catalog.validate import validate_tree
 
-from conftest import RUN_STEPS, DemoRun
+from conftest import RUN_STEPS, DemoRun, latest_layers, truth
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 ALERT_RGBA = {c.rgba for c in STATUS_CLASSES if 1 <= c.code <= 8}
 CONFIRMED_RGBA = {status_colormap()[code] for code in CONFIRMED_CODES}
-
-
-def latest_layers(run: DemoRun) -> dict[str, np.ndarray]:
-    """Read the latest publication's mosaics as arrays on the area grid."""
-    layout = CatalogLayout(run.cfg.output.stac_dir)
-    publication = read_index(layout).latest
-    arrays = {}
-    for asset, rel in publication.mosaics.items():
-        with rasterio.open(layout.collection_dir / rel) as src:
-            arrays[asset] = src.read(1)
-    return arrays
-
-
-def truth(run: DemoRun) -> tuple[np.ndarray, np.ndarray]:
-    """Ground-truth disturbance day per pixel, and the forest mask."""
-    archive = run.cfg.source.catalog.parent
-    with rasterio.open(archive / "ground_truth.tif") as src:
-        days = src.read(1)
-    with rasterio.open(archive / "forest_mask.tif") as src:
-        forest = src.read(1) == 1
-    return days, forest
 
 
 def test_alerts_match_ground_truth(static_run: DemoRun) -> None:

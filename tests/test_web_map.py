@@ -18,9 +18,8 @@ from rasterio.warp import transform
 from scipy import ndimage
 
 from catalog.encoding import CONFIRMED_CODES, status_colormap
-from catalog.store import CatalogLayout, read_index
 
-from conftest import DemoRun
+from conftest import DemoRun, latest_layers, truth
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 if not CHROMIUM and not os.environ.get("CI"):
@@ -44,24 +43,6 @@ TOLERANCE = 24  # per channel, for blending and resampling at edges
 # ---- ground truth on the area grid
 
 
-def _latest(run: DemoRun) -> dict[str, np.ndarray]:
-    layout = CatalogLayout(run.cfg.output.stac_dir)
-    arrays = {}
-    for asset, rel in read_index(layout).latest.mosaics.items():
-        with rasterio.open(layout.collection_dir / rel) as src:
-            arrays[asset] = src.read(1)
-    return arrays
-
-
-def _truth(run: DemoRun) -> tuple[np.ndarray, np.ndarray]:
-    archive = run.cfg.source.catalog.parent
-    with rasterio.open(archive / "ground_truth.tif") as src:
-        days = src.read(1)
-    with rasterio.open(archive / "forest_mask.tif") as src:
-        forest = src.read(1) == 1
-    return days, forest
-
-
 def _grid(run: DemoRun) -> rasterio.DatasetReader:
     return rasterio.open(next(run.cfg.output.stac_dir.glob("alerts/mosaics/*/status.vrt")))
 
@@ -82,8 +63,8 @@ def _pixel_of(run: DemoRun, lon: float, lat: float) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def areas(static_run: DemoRun) -> dict[str, np.ndarray]:
     """Interior (eroded) pixels: confirmed clear-cuts, and stable forest with no alert."""
-    days, forest = _truth(static_run)
-    status = _latest(static_run)["status"]
+    days, forest = truth(static_run)
+    status = latest_layers(static_run)["status"]
     confirmed = np.isin(status, CONFIRMED_CODES)
     hit = ndimage.binary_erosion(confirmed & (days > 0), iterations=1)
     stable = ndimage.binary_erosion(forest & (days == 0) & ((status == 0) | (status > 8)), iterations=2)
