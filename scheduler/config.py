@@ -274,6 +274,11 @@ class OutputConfig(_Section):
         """Folder of the published STAC catalog and its COGs."""
         return self.dir / "stac"
 
+    @property
+    def run_log(self) -> Path:
+        """The run history (outside the served STAC folder)."""
+        return self.dir / "runs.json"
+
 
 class ServerConfig(_Section):
     """The HTTP server."""
@@ -282,6 +287,11 @@ class ServerConfig(_Section):
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     public_url: str | None = Field(default=None, description="Public base URL behind a proxy")
     cors_origins: list[str] = ["*"]
+    healthz_max_age_seconds: Annotated[float, Field(gt=0)] | None = Field(
+        default=None,
+        description="/healthz answers 503 when the last successful run is older (default: 3 x the schedule "
+        "interval while the scheduler runs)",
+    )
 
 
 class Config(BaseSettings):

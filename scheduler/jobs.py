@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from catalog.locking import LockTimeout, file_lock
+from catalog.runs import RunLog, RunRecord
 from scheduler.clock import Clock
 from scheduler.config import ScheduleConfig
 from scheduler.pipeline import Pipeline, RunResult
@@ -17,6 +18,31 @@ from scheduler.pipeline import Pipeline, RunResult
 log = logging.getLogger(__name__)
 
 JOB_ID = "update"
+
+
+def record_run(
+    run_log: RunLog,
+    started: dt.datetime,
+    until: dt.datetime,
+    outcome: str,
+    result: RunResult | None = None,
+    error: str | None = None,
+) -> None:
+    """Append a run to the history that /status and `nrt-alerts status` show."""
+    failures = "; ".join(f"{t.tile_id}: {t.error}" for t in result.failed) if result else ""
+    run_log.append(
+        RunRecord(
+            started=started.isoformat(timespec="seconds"),
+            finished=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            until=until.isoformat(timespec="seconds"),
+            outcome=outcome,
+            tiles=len(result.tiles) if result else 0,
+            acquisitions=result.acquisitions if result else 0,
+            failed_tiles=[t.tile_id for t in result.failed] if result else [],
+            version=result.publication.id if result and result.publication else None,
+            error=error or failures or None,
+        )
+    )
 
 
 class UpdateJob:
@@ -27,17 +53,30 @@ class UpdateJob:
         self.clock = clock
         self.schedule = schedule
         self.lock_path = pipeline.cfg.output.dir / ".update.lock"
+        self.run_log = RunLog(pipeline.cfg.output.run_log)
 
     def run_once(self) -> RunResult | None:
         """Absorb what arrived up to the clock's now and publish; None when another process is running."""
         until = self.clock.now()
+        started = dt.datetime.now(dt.UTC)
         try:
             with file_lock(self.lock_path, timeout=0):
-                started = dt.datetime.now(dt.UTC)
-                result = self.pipeline.run_update(until)
+                try:
+                    result = self.pipeline.run_update(until)
+                except Exception as exc:
+                    record_run(
+                        self.run_log,
+                        started,
+                        until,
+                        "failed",
+                        error=str(exc).splitlines()[0] if str(exc) else repr(exc),
+                    )
+                    raise
         except LockTimeout:
             log.warning("update skipped: another process is running one (%s)", self.lock_path)
+            record_run(self.run_log, started, until, "skipped", error="another process held the update lock")
             return None
+        record_run(self.run_log, started, until, "partial" if result.failed else "ok", result)
         seconds = (dt.datetime.now(dt.UTC) - started).total_seconds()
         version = result.publication.id if result.publication else "none"
         log.info(

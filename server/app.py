@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -74,6 +75,7 @@ def create_app(settings: ServerSettings | None = None, services: Sequence[Servic
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.started = dt.datetime.now(dt.UTC)
     app.state.registry = LayerRegistry(settings.stac_dir)
     app.state.reader = guarded_reader(settings.stac_dir)
 

@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from catalog.errors import CatalogError
+from catalog.runs import RunLog
 from scheduler.clock import clock_from_config, utc
 from scheduler.config import Config, load_config
 from scheduler.demo.spec import SCENARIOS
 from scheduler.errors import ConfigError, NotFittedError, NrtAlertsError
 from scheduler.grid import select_tiles
+from scheduler.jobs import record_run
 from scheduler.pipeline import Pipeline, RunResult
 
 log = logging.getLogger("nrt_alerts")
@@ -91,8 +93,11 @@ def _run_update(args: argparse.Namespace, kind: str) -> int:
     if not any(pipeline.tile_state_path(t).exists() for t in tiles):
         # Nothing fitted at all is an operator mistake, not a per-tile failure: say so once.
         raise NotFittedError(f"no fitted monitor state in {cfg.output.state_dir}: run `nrt-alerts fit` first")
+    started = dt.datetime.now(dt.UTC)
     with _progress(None, kind, "acq") as bar:
-        return _summarise(kind, pipeline.run_update(until, tiles, progress=bar))
+        result = pipeline.run_update(until, tiles, progress=bar)
+    record_run(RunLog(cfg.output.run_log), started, until, "partial" if result.failed else "ok", result)
+    return _summarise(kind, result)
 
 
 def cmd_forward(args: argparse.Namespace) -> int:
@@ -113,11 +118,19 @@ def serve(cfg: Config, *, host: str, port: int, scheduler: bool) -> int:
     from server.app import create_app
     from server.settings import ServerSettings
 
+    runs_scheduler = scheduler and cfg.schedule.enabled
+    max_age = cfg.server.healthz_max_age_seconds
+    if max_age is None and runs_scheduler:
+        max_age = 3 * cfg.schedule.interval_seconds + cfg.schedule.misfire_grace_seconds
     settings = ServerSettings(
-        stac_dir=cfg.output.stac_dir, public_url=cfg.server.public_url, cors_origins=cfg.server.cors_origins
+        stac_dir=cfg.output.stac_dir,
+        public_url=cfg.server.public_url,
+        cors_origins=cfg.server.cors_origins,
+        run_log=cfg.output.run_log,
+        healthz_max_age_seconds=max_age,
     )
     services = []
-    if scheduler and cfg.schedule.enabled:
+    if runs_scheduler:
         job = UpdateJob(Pipeline(cfg), clock_from_config(cfg.clock), cfg.schedule)
         services.append(job.running)
     app = create_app(settings, services)
@@ -189,6 +202,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if any(s.error for s in ranked) else 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show the latest update runs; exit 1 when the newest one did not complete for every tile."""
+    cfg = load_config(args.config)
+    runs = RunLog(cfg.output.run_log).read()[-args.limit :]
+    if not runs:
+        sys.stdout.write(f"no update run recorded yet in {cfg.output.run_log}\n")
+        return 0
+    sys.stdout.write(f"{'finished':25} {'outcome':8} {'tiles':>5} {'acq':>4} {'version':18} error\n")
+    for r in reversed(runs):
+        sys.stdout.write(
+            f"{r.finished:25} {r.outcome:8} {r.tiles:5d} {r.acquisitions:4d} {r.version or '-':18} {r.error or ''}\n"
+        )
+    return 0 if runs[-1].outcome in ("ok", "skipped") else 1
+
+
 def cmd_accuracy(args: argparse.Namespace) -> int:
     """Run every monitor on every demo scenario and regenerate the accuracy report (docs/accuracy.md)."""
     from scheduler.evaluation.matrix import write_accuracy_doc
@@ -255,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="Where each run's outputs and the ranking go (default: <output.dir>/sweep)")
     p.add_argument("--until", help="Absorb acquisitions up to this ISO date/datetime (default: now)")
     p.set_defaults(func=cmd_sweep)
+    p = with_config(sub.add_parser("status", help=cmd_status.__doc__))
+    p.add_argument("--limit", type=int, default=20, help="How many runs to show (default: 20)")
+    p.set_defaults(func=cmd_status)
     p = sub.add_parser("accuracy", help=cmd_accuracy.__doc__)
     p.add_argument("--out", default="docs/accuracy.md", help="The report (its JSON goes beside it)")
     p.add_argument("--work", default="accuracy-work", help="Where the scenario archives and runs go")

@@ -18,3 +18,12 @@ class ServerSettings(BaseSettings):
     cors_origins: list[str] = ["*"]
     title: str = "nrt-alerts"
     latest_max_age: int = Field(default=60, description="Cache-Control max-age (s) of 'latest' responses")
+    run_log: Path | None = Field(default=None, description="The run history (default: beside stac_dir)")
+    healthz_max_age_seconds: float | None = Field(
+        default=None, description="/healthz answers 503 when the last successful run is older than this"
+    )
+
+    @property
+    def run_log_path(self) -> Path:
+        """Where the scheduler writes its run history."""
+        return self.run_log or self.stac_dir.parent / "runs.json"

@@ -2,36 +2,78 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import datetime as dt
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from server.deps import RegistryDep
+from catalog.runs import RunLog
+from server.deps import RegistryDep, SettingsDep
 
 router = APIRouter()
 
 
 class Health(BaseModel):
-    """Liveness plus what is published."""
+    """Liveness, freshness of the last successful run, and what is published."""
 
     status: str
+    reason: str | None = None
+    last_successful_run: str | None = None
     latest_version: str | None
     latest_datetime: str | None
     published: str | None
     publications: int
 
 
-@router.get("/healthz", response_model=Health, operation_id="getHealth", tags=["Health"])
-def healthz(registry: RegistryDep) -> Health:
-    """Answers 200 while the server runs; tells what is published."""
+@router.get(
+    "/healthz",
+    response_model=Health,
+    operation_id="getHealth",
+    tags=["Health"],
+    responses={503: {"model": Health, "description": "The last successful run is too old"}},
+)
+def healthz(request: Request, registry: RegistryDep, settings: SettingsDep) -> JSONResponse:
+    """200 while the server runs and updates succeed; 503 when the last successful run is too old."""
     index = registry.index()
     latest = index.latest
-    return Health(
-        status="ok",
+    success = RunLog(settings.run_log_path).last_success()
+    status, reason = "ok", None
+    if settings.healthz_max_age_seconds is not None:
+        # Before the first run completes, the server's own start is the reference.
+        since = success.finished_at if success else request.app.state.started
+        age = (dt.datetime.now(dt.UTC) - since).total_seconds()
+        if age > settings.healthz_max_age_seconds:
+            status = "stale"
+            reason = f"no successful update run for {age:.0f} s (limit {settings.healthz_max_age_seconds:.0f} s)"
+    health = Health(
+        status=status,
+        reason=reason,
+        last_successful_run=success.finished if success else None,
         latest_version=latest.id if latest else None,
         latest_datetime=latest.datetime.isoformat() if latest else None,
         published=latest.published.isoformat() if latest else None,
         publications=len(index.publications),
     )
+    return JSONResponse(health.model_dump(), status_code=200 if status == "ok" else 503)
+
+
+class Status(BaseModel):
+    """The run history, newest first."""
+
+    last_successful_run: str | None
+    runs: list[dict]
+
+
+@router.get("/status", response_model=Status, operation_id="getStatus", tags=["Health"])
+def run_status(settings: SettingsDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Status:
+    """The latest update runs: start, end, tiles, acquisitions, outcome, error."""
+    log = RunLog(settings.run_log_path)
+    success = log.last_success()
+    runs = [asdict(r) for r in reversed(log.read())][:limit]
+    return Status(last_successful_run=success.finished if success else None, runs=runs)
 
 
 class LayerInfo(BaseModel):
