@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from dataclasses import replace
 
 import numpy as np
 from rasterio.features import rasterize
@@ -64,23 +65,13 @@ def plan_drought(spec: DemoSpec, grid: Grid, landcover: LandCover) -> list[Event
         if not parts:
             continue
         geometry, affected = pixel_geometry(parts, grid)
-        rows, cols = np.nonzero(affected)
         jitter = int(rng.integers(-ONSET_JITTER_DAYS, ONSET_JITTER_DAYS + 1))
         start = min(max(onset + datetime.timedelta(days=jitter), first), last)
         duration = int(rng.integers(DURATION_DAYS[0], DURATION_DAYS[1] + 1))
-        events.append(
-            Event(
-                id=f"{KIND}-{len(events) + 1:03d}",
-                kind=KIND,
-                date=start,
-                polygon=geometry,
-                rows=rows,
-                cols=cols,
-                pixel_variation=rng.standard_normal(rows.size).astype(np.float32),
-                end=start + datetime.timedelta(days=duration),
-                magnitude=float(rng.uniform(*DROP)),
-            )
-        )
+        event = Event.from_pixels(f"{KIND}-{len(events) + 1:03d}", KIND, start, geometry, affected, rng)
+        # Drawn after the per-pixel variation, as it always was, so the archive stays the same.
+        magnitude = float(rng.uniform(*DROP))
+        events.append(replace(event, end=start + datetime.timedelta(days=duration), magnitude=magnitude))
     logger.debug("planted %d drought regions", len(events))
     return events
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import logging
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -87,19 +88,15 @@ def plan_haze(spec: DemoSpec, grid: Grid, landcover: LandCover) -> list[Event]:
         if not parts:
             continue
         geometry, inside = pixel_geometry(parts, grid)
-        rows, cols = np.nonzero(inside)
+        event = Event.from_pixels(f"{KIND}-{k + 1:03d}", KIND, start, geometry, inside, rng)
+        # Drawn after the per-pixel variation, as it always was, so the archive stays the same.
+        magnitude = float(rng.uniform(DROP[0] + 0.05, DROP[1]))
         events.append(
-            Event(
-                id=f"{KIND}-{k + 1:03d}",
-                kind=KIND,
-                date=start,
-                polygon=geometry,
-                rows=rows,
-                cols=cols,
-                pixel_variation=rng.standard_normal(rows.size).astype(np.float32),
+            replace(
+                event,
                 end=start + datetime.timedelta(days=int(durations[k])),
-                magnitude=float(rng.uniform(DROP[0] + 0.05, DROP[1])),
-                pixel_weight=depth[rows, cols],
+                magnitude=magnitude,
+                pixel_weight=depth[event.rows, event.cols],
             )
         )
     logger.debug("planted %d haze episodes", len(events))
