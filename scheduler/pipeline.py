@@ -24,7 +24,7 @@ from scheduler.grid import Tile, area_tiles
 from scheduler.loading import acquisition_key, load_index, load_index_and_bands
 from scheduler.monitors import absorb, fit_monitor, report_layers
 from scheduler.sources import ImagerySource, source_from_config
-from scheduler.state import TileState, load_state, save_state, state_path
+from scheduler.state import TileState, load_state, meta_last_key, read_state_meta, save_state, state_path
 
 log = logging.getLogger(__name__)
 
@@ -236,15 +236,17 @@ class Pipeline:
         published = {tile: item_data_time(tile, item) for tile, item in latest.items.items()} if latest else {}
         stale = []
         for tile in tiles:
+            # Decide from the metadata; only states that will be published have their arrays read.
             try:
-                state = load_state(self.tile_state_path(tile))
+                meta = read_state_meta(self.tile_state_path(tile))
             except StateError:
                 continue
-            if state.fingerprint != fingerprint(self.cfg):
+            if meta["fingerprint"] != fingerprint(self.cfg):
                 continue  # fitted with other settings: its report is not this configuration's to publish
-            when = state.last_time
+            key = meta_last_key(meta)
+            when = dt.datetime.fromisoformat(key).replace(tzinfo=dt.UTC) if key else None
             if when is not None and (tile.id not in published or published[tile.id] < when):
-                stale.append(state)
+                stale.append(load_state(self.tile_state_path(tile)))
         return stale
 
     def publish(self, tiles: list[Tile]) -> Publication | None:

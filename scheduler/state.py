@@ -107,18 +107,34 @@ def save_state(state: TileState, path: Path) -> None:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
 
 
-def load_state(path: Path) -> TileState:
-    """Read a state written by save_state; raise NotFittedError if absent, StateError if unreadable."""
+def _open(path: Path, *, arrays: bool) -> tuple[xr.Dataset, dict[str, Any]]:
+    """Open a state file and check its metadata; load the arrays only when asked."""
     if not path.exists():
         raise NotFittedError(f"no state at {path}: run `nrt-alerts fit` first")
     try:
         with xr.open_dataset(path, engine="netcdf4") as opened:
-            ds = opened.load()
-        meta = json.loads(ds.attrs[META_ATTR])
+            ds = opened.load() if arrays else opened
+            meta = json.loads(ds.attrs[META_ATTR])
     except (OSError, ValueError, KeyError) as exc:
         raise StateError(f"state {path} is unreadable: {exc}") from exc
     if meta.get("format_version") != FORMAT_VERSION:
         raise StateError(f"state {path} has format {meta.get('format_version')}, expected {FORMAT_VERSION}")
+    return ds, meta
+
+
+def read_state_meta(path: Path) -> dict[str, Any]:
+    """The state's metadata (fingerprint, absorbed acquisitions, georeference) without reading its arrays."""
+    return _open(path, arrays=False)[1]
+
+
+def meta_last_key(meta: dict[str, Any]) -> str | None:
+    """The newest acquisition a state has seen, from its metadata (as TileState.last_key)."""
+    return meta["absorbed"][-1] if meta["absorbed"] else meta["last_history"]
+
+
+def load_state(path: Path) -> TileState:
+    """Read a state written by save_state; raise NotFittedError if absent, StateError if unreadable."""
+    ds, meta = _open(path, arrays=True)
     cls = MONITOR_CLASSES[meta["monitor_class"]]
     # Bypass __init__: nrt's constructors treat state arrays as optional kwargs inconsistently.
     monitor = cls.__new__(cls)
