@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import rasterio
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
@@ -82,7 +91,20 @@ class SourceConfig(_Section):
     offset: float = -0.1
     nodata: float | None = 0
     max_cloud_cover: Annotated[float, Field(ge=0, le=100)] = 90.0
-    timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    timeout_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=30.0,
+        validation_alias=AliasChoices("timeout_seconds", "timeout_s"),
+        description="Per HTTP request to the STAC API and to assets (timeout_s is still accepted)",
+    )
+    retries: Annotated[int, Field(ge=0, le=20)] = Field(
+        default=3, description="Retries of a transient failure (timeout, refused, HTTP 429/5xx, bad JSON, read error)"
+    )
+    backoff_seconds: Annotated[float, Field(ge=0)] = Field(
+        default=2.0, description="First wait before a retry; doubled each time (with jitter), capped at 60 s"
+    )
+    skip_acquisitions: list[str] = Field(
+        default=[], description="Item ids or dates (YYYY-MM-DD) never to absorb, e.g. an asset that stays broken"
+    )
 
     @model_validator(mode="after")
     def _kind_has_location(self) -> SourceConfig:
@@ -294,6 +316,12 @@ class ServerConfig(_Section):
     )
 
 
+class LoggingConfig(_Section):
+    """How log lines look."""
+
+    format: Literal["text", "json"] = "text"
+
+
 class Config(BaseSettings):
     """The whole deployment, one TOML file; NRT_ALERTS_<SECTION>__<KEY> environment variables win."""
 
@@ -309,6 +337,7 @@ class Config(BaseSettings):
     schedule: ScheduleConfig = ScheduleConfig()
     output: OutputConfig = OutputConfig()
     server: ServerConfig = ServerConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pystac
+import rasterio
 import xarray as xr
 from odc.stac import load as odc_load
 
-from scheduler.config import INDEX_BANDS, Config
+from scheduler.config import INDEX_BANDS, Config, SourceConfig
 from scheduler.errors import SourceError
 from scheduler.grid import Tile
+from scheduler.retry import call_with_retries, cause_of
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +45,129 @@ def acquisition_key(time: np.datetime64) -> str:
     return pd.Timestamp(time).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def item_key(item: pystac.Item) -> str:
+    """acquisition_key of an item's own datetime (a solar day's key is that of its earliest item)."""
+    when = item.datetime or dt.datetime.min
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") if when.tzinfo else when.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _solar_day(item: pystac.Item) -> dt.date:
+    """The item's local solar date, as odc-stac's groupby="solar_day" computes it (longitude of its bbox)."""
+    when = item.datetime or dt.datetime.min.replace(tzinfo=dt.UTC)
+    lon = (item.bbox[0] + item.bbox[2]) / 2 if item.bbox else 0.0
+    return (when + dt.timedelta(hours=lon / 15)).date()
+
+
+@dataclass
+class Acquisition:
+    """The items of one solar day: what odc-stac fuses into one time step, and the key it will carry."""
+
+    key: str
+    items: list[pystac.Item]
+
+    @property
+    def ids(self) -> str:
+        """The item ids, for messages."""
+        return ", ".join(item.id for item in self.items)
+
+
+def group_acquisitions(items: list[pystac.Item]) -> list[Acquisition]:
+    """Items grouped by solar day, oldest first."""
+    groups: dict[dt.date, list[pystac.Item]] = {}
+    for item in sorted(items, key=lambda i: (item_key(i), i.id)):
+        groups.setdefault(_solar_day(item), []).append(item)
+    return [Acquisition(item_key(group[0]), group) for _, group in sorted(groups.items())]
+
+
+@dataclass
+class PendingItems:
+    """What a tile still has to absorb, and what came too late to be absorbed."""
+
+    items: list[pystac.Item]
+    late: list[Acquisition]
+
+
+def pending_items(items: list[pystac.Item], absorbed: set[str], last: str) -> PendingItems:
+    """Drop acquisitions already absorbed (not read again); set apart those older than the last absorbed one."""
+    todo: list[pystac.Item] = []
+    late: list[Acquisition] = []
+    for acq in group_acquisitions(items):
+        if acq.key in absorbed:
+            continue
+        if acq.key <= last:
+            late.append(acq)
+        else:
+            todo.extend(acq.items)
+    return PendingItems(todo, late)
+
+
+class AcquisitionError(SourceError):
+    """One acquisition could not be read after the retries; the acquisitions before it were."""
+
+    def __init__(self, message: str, *, tile: str, acquisition: str, items: str, cause: str) -> None:
+        super().__init__(message)
+        self.tile, self.acquisition, self.items, self.cause = tile, acquisition, items, cause
+        self.loaded: xr.DataArray | None = None
+
+
+def gdal_options(src: SourceConfig, *, fresh: bool = False) -> dict[str, object]:
+    """GDAL settings for reading assets: bounded HTTP waits; `fresh` forgets what /vsicurl/ cached."""
+    seconds = max(1, math.ceil(src.timeout_seconds))
+    options: dict[str, object] = {
+        "GDAL_HTTP_TIMEOUT": seconds,
+        "GDAL_HTTP_CONNECTTIMEOUT": seconds,
+        # Our own retry policy decides; GDAL's retries would multiply with it.
+        "GDAL_HTTP_MAX_RETRY": 0,
+        # Without it GDAL lists the asset's "folder" first: slow at best, on some servers it hangs until timeout.
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    }
+    if fresh:
+        # /vsicurl/ remembers a 404 or a file size for the life of the process; a retry, and every read of a
+        # long-running scheduler after a failure, must see the server's current answer.
+        options["CPL_VSIL_CURL_NON_CACHED"] = "/vsicurl/"
+    return options
+
+
 def load_index(items: list[pystac.Item], tile: Tile, cfg: Config) -> xr.DataArray:
     """Return the masked index as a (time, y, x) float32 DataArray on the tile grid, time sorted."""
     return load_index_and_bands(items, tile, cfg)[0]
+
+
+def load_new_index(items: list[pystac.Item], tile: Tile, cfg: Config) -> xr.DataArray:
+    """Like load_index; when an acquisition stays unreadable, raise AcquisitionError carrying those before it.
+
+    The fast path reads everything at once; only if that fails for good is each solar day read on its own, oldest
+    first, to find the bad acquisition (so a broken asset costs one tile's progress from that date, no more).
+    """
+    try:
+        return load_index(items, tile, cfg)
+    except SourceError as batch_error:
+        acquisitions = group_acquisitions(items)
+        if len(acquisitions) <= 1:
+            if acquisitions:
+                raise _acquisition_error(tile, acquisitions[0], batch_error, cfg) from batch_error
+            raise
+    loaded: list[xr.DataArray] = []
+    for acq in acquisitions:
+        try:
+            loaded.append(load_index(acq.items, tile, cfg))
+        except SourceError as exc:
+            error = _acquisition_error(tile, acq, exc, cfg)
+            error.loaded = xr.concat(loaded, dim="time") if loaded else None
+            raise error from exc
+    return xr.concat(loaded, dim="time")  # the batch failed but every day alone was read: a transient fault
+
+
+def _acquisition_error(tile: Tile, acq: Acquisition, exc: BaseException, cfg: Config) -> AcquisitionError:
+    cause = cause_of(exc.__cause__ or exc)
+    tries = f" after {cfg.source.retries} retries" if cfg.source.retries else ""
+    return AcquisitionError(
+        f"tile {tile.id}: acquisition {acq.key} (item {acq.ids}) cannot be read{tries}: {cause}",
+        tile=tile.id,
+        acquisition=acq.key,
+        items=acq.ids,
+        cause=cause,
+    )
 
 
 def load_index_and_bands(
@@ -54,10 +179,14 @@ def load_index_and_bands(
     assets = [src.bands[role] for role in roles]
     if src.mask_band:
         assets.append(src.mask_band)
-    try:
-        with warnings.catch_warnings():
+    attempts = 0
+
+    def read() -> xr.Dataset:
+        nonlocal attempts
+        attempts += 1
+        with warnings.catch_warnings(), rasterio.Env(**gdal_options(src, fresh=attempts > 1)):
             warnings.simplefilter("ignore")
-            ds = odc_load(
+            return odc_load(
                 items,
                 bands=assets,
                 geobox=tile.geobox,
@@ -66,8 +195,18 @@ def load_index_and_bands(
                 chunks=None,
                 fail_on_error=True,
             )
+
+    span = _span(items)
+    try:
+        ds = call_with_retries(
+            read,
+            what=f"tile {tile.id}: reading {span}",
+            retries=src.retries,
+            backoff_seconds=src.backoff_seconds,
+            extra={"tile": tile.id, "acquisition": span},
+        )
     except Exception as exc:  # rasterio, odc and HTTP errors: the message names the asset
-        raise SourceError(f"tile {tile.id}: loading {len(items)} item(s) failed: {exc}") from exc
+        raise SourceError(f"tile {tile.id}: loading {span} failed: {cause_of(exc)}") from exc
     ds = ds.sortby("time")
     clear = ds[src.mask_band].isin(src.mask_valid) if src.mask_band else None
     bands = {}
@@ -76,7 +215,9 @@ def load_index_and_bands(
         value = raw.astype(np.float32)
         if src.nodata is not None:
             value = value.where(raw != src.nodata)
-        bands[role] = value * np.float32(src.scale) + np.float32(src.offset)
+        value = value * np.float32(src.scale) + np.float32(src.offset)
+        # inf (and NaN) reflectances are no observation: they must never reach a monitor or CCDC's screening.
+        bands[role] = value.where(np.isfinite(value))
     index = compute_index(cfg.index.name, bands)
     if clear is not None:
         index = index.where(clear)
@@ -86,3 +227,11 @@ def load_index_and_bands(
     index.name = cfg.index.name
     extra = {role: bands[role].drop_vars([c for c in bands[role].coords if c not in keep]) for role in extra_roles}
     return index, extra
+
+
+def _span(items: list[pystac.Item]) -> str:
+    """The acquisitions a load covers, for messages: one item's key and id, or the first .. last keys."""
+    if len(items) == 1:
+        return f"acquisition {item_key(items[0])} (item {items[0].id})"
+    keys = sorted(item_key(item) for item in items)
+    return f"{len(items)} items {keys[0]} .. {keys[-1]}" if keys else "no items"

@@ -21,7 +21,13 @@ from scheduler.clock import utc
 from scheduler.config import SCREENING_BANDS, Config
 from scheduler.errors import ConfigError, NrtAlertsError, SourceError, StateError
 from scheduler.grid import Tile, area_tiles
-from scheduler.loading import acquisition_key, load_index, load_index_and_bands
+from scheduler.loading import (
+    AcquisitionError,
+    acquisition_key,
+    load_index_and_bands,
+    load_new_index,
+    pending_items,
+)
 from scheduler.monitors import absorb, fit_monitor, report_layers
 from scheduler.sources import ImagerySource, source_from_config
 from scheduler.state import TileState, load_state, meta_last_key, read_state_meta, save_state, state_path
@@ -175,10 +181,19 @@ class Pipeline:
             items = self.source.search(tile.bounds_4326, _history_end(self.cfg), utc(until))
             if not items:
                 return outcome
-            data = load_index(items, tile, self.cfg)
             seen = set(state.absorbed)
             last = state.last_key or ""
-            for i, time in enumerate(data.time.values):
+            # Absorbed acquisitions are not read again; late ones are set apart unread (docs/faults.md).
+            pending = pending_items(items, seen, last)
+            outcome.skipped_late.extend(acq.key for acq in pending.late)
+            data, failure = None, None
+            if pending.items:
+                try:
+                    data = load_new_index(pending.items, tile, self.cfg)
+                except AcquisitionError as exc:
+                    # Absorb what precedes the unreadable acquisition; the next run starts again from it.
+                    data, failure = exc.loaded, exc
+            for i, time in enumerate(data.time.values if data is not None else []):
                 key = acquisition_key(time)
                 if key in seen:
                     continue
@@ -192,13 +207,14 @@ class Pipeline:
                 last = key
                 if progress:
                     progress(1)
-            if outcome.skipped_late:
+            for late in pending.late:
                 log.warning(
-                    "tile %s: skipped %d acquisition(s) older than the last absorbed %s: %s",
+                    "tile %s: acquisition %s (item %s) not absorbed: it arrived after the newer %s was absorbed",
                     tile.id,
-                    len(outcome.skipped_late),
+                    late.key,
+                    late.ids,
                     state.last_key,
-                    ", ".join(outcome.skipped_late),
+                    extra={"tile": tile.id, "acquisition": late.key, "cause": "late item"},
                 )
             if outcome.absorbed:
                 save_state(state, self.tile_state_path(tile))
@@ -208,6 +224,14 @@ class Pipeline:
                     len(outcome.absorbed),
                     outcome.absorbed[0],
                     outcome.absorbed[-1],
+                )
+            if failure is not None:
+                outcome.error = str(failure)
+                log.error(
+                    "%s; %d acquisition(s) before it absorbed, the next run retries it",
+                    failure,
+                    len(outcome.absorbed),
+                    extra={"tile": tile.id, "acquisition": failure.acquisition, "cause": failure.cause},
                 )
         return outcome
 
@@ -265,7 +289,7 @@ class Pipeline:
                 self.fit_tile(tile)
             except NrtAlertsError as exc:
                 outcome.error = str(exc)
-                log.error("tile %s: fit failed: %s", tile.id, exc)
+                log.error("tile %s: fit failed: %s", tile.id, exc, extra={"tile": tile.id, "cause": str(exc)})
             outcomes.append(outcome)
             if progress:
                 progress(1)
@@ -281,5 +305,8 @@ class Pipeline:
                 outcomes.append(self.update_tile(tile, until, progress))
             except NrtAlertsError as exc:
                 outcomes.append(TileOutcome(tile.id, error=str(exc)))
-                log.error("tile %s: update failed: %s", tile.id, exc)
+                log.error("tile %s: update failed: %s", tile.id, exc, extra={"tile": tile.id, "cause": str(exc)})
+            except Exception as exc:  # a bug or an unforeseen library error in one tile must not stop the others
+                outcomes.append(TileOutcome(tile.id, error=f"unexpected {type(exc).__name__}: {exc}"))
+                log.exception("tile %s: update failed unexpectedly: %r", tile.id, exc, extra={"tile": tile.id})
         return RunResult(outcomes, self.publish(tiles or self.tiles))

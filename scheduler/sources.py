@@ -9,13 +9,17 @@ from pathlib import Path
 from typing import Protocol
 
 import pystac
+import requests
 from pystac_client import Client
 from pystac_client.exceptions import APIError
+from pystac_client.stac_api_io import StacApiIO
 from shapely.geometry import box, shape
+from urllib3 import Retry
 
 from scheduler.clock import utc
 from scheduler.config import SourceConfig
 from scheduler.errors import SourceError
+from scheduler.retry import TRANSIENT_STATUS, call_with_retries, cause_of
 
 log = logging.getLogger(__name__)
 
@@ -35,37 +39,95 @@ def _iso(value: dt.datetime) -> str:
     return utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _is_skipped(item: pystac.Item, skip: set[str]) -> bool:
+    """Whether the config names this item (by id) or its day (YYYY-MM-DD) in source.skip_acquisitions."""
+    day = item.datetime.strftime("%Y-%m-%d") if item.datetime else None
+    return item.id in skip or day in skip
+
+
+def without_skipped(items: list[pystac.Item], cfg: SourceConfig) -> list[pystac.Item]:
+    """Drop the items the operator chose to skip (an asset that stays broken), saying so."""
+    skip = set(cfg.skip_acquisitions)
+    if not skip:
+        return items
+    kept = [item for item in items if not _is_skipped(item, skip)]
+    for item in items:
+        if _is_skipped(item, skip):
+            log.info(
+                "acquisition %s (item %s) skipped: listed in source.skip_acquisitions",
+                _iso(item.datetime) if item.datetime else "?",
+                item.id,
+                extra={"acquisition": item.id, "cause": "source.skip_acquisitions"},
+            )
+    return kept
+
+
+def _malformed(exc: BaseException) -> bool:
+    """A body that is not the JSON promised (a proxy's error page, a cut-off answer): ask again."""
+    return isinstance(exc, ValueError | requests.exceptions.JSONDecodeError) or (
+        isinstance(exc, APIError) and "json" in str(exc).lower()
+    )
+
+
 class StacApiSource:
-    """A STAC API searched with pystac-client (bbox, datetime, and a cloud-cover query)."""
+    """A STAC API searched with pystac-client (bbox, datetime, and a cloud-cover query).
+
+    HTTP-level faults (refused, reset, timeouts, 429/5xx) are retried by the session's urllib3 Retry with backoff;
+    a malformed JSON answer is retried around the whole search, with the same policy.
+    """
 
     def __init__(self, cfg: SourceConfig) -> None:
         self.cfg = cfg
         self._client: Client | None = None
 
+    def _stac_io(self) -> StacApiIO:
+        """A requests session that retries transient HTTP faults itself (any method: searches are POSTs)."""
+        retry = Retry(
+            total=self.cfg.retries,
+            connect=self.cfg.retries,
+            read=self.cfg.retries,
+            status=self.cfg.retries,
+            backoff_factor=self.cfg.backoff_seconds,
+            backoff_max=60.0,
+            backoff_jitter=self.cfg.backoff_seconds / 2,
+            status_forcelist=sorted(TRANSIENT_STATUS),
+            allowed_methods=None,
+            respect_retry_after_header=True,
+        )
+        return StacApiIO(timeout=self.cfg.timeout_seconds, max_retries=retry)
+
     def _open(self) -> Client:
         if self._client is None:
-            try:
-                self._client = Client.open(self.cfg.url, timeout=self.cfg.timeout_s)
-            except Exception as exc:  # requests, JSON and API errors all mean the same to the operator
-                raise SourceError(f"STAC API {self.cfg.url} cannot be opened: {exc}") from exc
+            self._client = Client.open(self.cfg.url, stac_io=self._stac_io(), timeout=self.cfg.timeout_seconds)
         return self._client
+
+    def _search_once(self, bbox_4326: tuple[float, float, float, float], start: dt.datetime, end: dt.datetime) -> list:
+        search = self._open().search(
+            collections=[self.cfg.collection],
+            bbox=bbox_4326,
+            datetime=f"{_iso(start)}/{_iso(end)}",
+            query={"eo:cloud_cover": {"lte": self.cfg.max_cloud_cover}},
+            limit=500,
+        )
+        return list(search.items())
 
     def search(
         self, bbox_4326: tuple[float, float, float, float], start: dt.datetime, end: dt.datetime
     ) -> list[pystac.Item]:
-        """Search the API; every page is fetched."""
+        """Search the API; every page is fetched; transient faults are retried, then a SourceError names the cause."""
+        span = f"{_iso(start)}/{_iso(end)}"
         try:
-            search = self._open().search(
-                collections=[self.cfg.collection],
-                bbox=bbox_4326,
-                datetime=f"{_iso(start)}/{_iso(end)}",
-                query={"eo:cloud_cover": {"lte": self.cfg.max_cloud_cover}},
-                limit=500,
+            items = call_with_retries(
+                lambda: self._search_once(bbox_4326, start, end),
+                what=f"STAC API search at {self.cfg.url} for {span}",
+                retries=self.cfg.retries,
+                backoff_seconds=self.cfg.backoff_seconds,
+                retry_if=_malformed,
             )
-            items = list(search.items())
-        except (APIError, OSError, ValueError) as exc:
-            raise SourceError(f"STAC API search at {self.cfg.url} failed: {exc}") from exc
-        return sorted(items, key=lambda item: (item.datetime, item.id))
+        except (APIError, OSError, ValueError, requests.RequestException) as exc:
+            tries = f" after {self.cfg.retries} retries" if self.cfg.retries else ""
+            raise SourceError(f"STAC API search at {self.cfg.url} for {span} failed{tries}: {cause_of(exc)}") from exc
+        return without_skipped(sorted(items, key=lambda item: (item.datetime, item.id)), self.cfg)
 
 
 class StaticCatalogSource:
@@ -115,7 +177,7 @@ class StaticCatalogSource:
             if item.geometry is not None and not shape(item.geometry).intersects(area):
                 continue
             found.append(item)
-        return sorted(found, key=lambda item: (item.datetime, item.id))
+        return without_skipped(sorted(found, key=lambda item: (item.datetime, item.id)), self.cfg)
 
 
 def source_from_config(cfg: SourceConfig) -> ImagerySource:

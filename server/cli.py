@@ -19,6 +19,7 @@ from scheduler.demo.spec import SCENARIOS
 from scheduler.errors import ConfigError, NotFittedError, NrtAlertsError
 from scheduler.grid import select_tiles
 from scheduler.jobs import record_run
+from scheduler.logs import setup_logging
 from scheduler.pipeline import Pipeline, RunResult
 
 log = logging.getLogger("nrt_alerts")
@@ -26,17 +27,15 @@ log = logging.getLogger("nrt_alerts")
 DEFAULT_CONFIG = "nrt-alerts.toml"
 
 
-def _setup_logging(level: str) -> None:
-    """One line per event with an ISO timestamp."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S%z",
-        stream=sys.stderr,
-    )
-    # Third-party chatter an operator does not need at INFO.
-    for noisy in ("rasterio", "rio_tiler", "titiler", "numba", "apscheduler", "httpx", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _setup_logging(args: argparse.Namespace) -> str:
+    """One line per event with an ISO timestamp: --log-format, else the config's [logging] format, else text."""
+    fmt = args.log_format or os.environ.get("NRT_ALERTS_LOGGING__FORMAT")
+    if fmt is None and getattr(args, "config", None):
+        with contextlib.suppress(NrtAlertsError):  # a bad config is reported by the command itself
+            fmt = load_config(args.config).logging.format
+    fmt = fmt if fmt in ("text", "json") else "text"
+    setup_logging(args.log_level, fmt)
+    return fmt
 
 
 def _parse_until(value: str | None) -> dt.datetime | None:
@@ -87,6 +86,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def _run_update(args: argparse.Namespace, kind: str) -> int:
     """Shared body of forward and update: absorb everything up to --until (default: the clock's now)."""
     cfg = load_config(args.config)
+    if args.skip_acquisition:  # the operator gives up on an acquisition that stays unreadable (docs/faults.md)
+        skip = [*cfg.source.skip_acquisitions, *args.skip_acquisition]
+        cfg = cfg.model_copy(update={"source": cfg.source.model_copy(update={"skip_acquisitions": skip})})
     pipeline = Pipeline(cfg)
     tiles = select_tiles(pipeline.tiles, args.tile)
     until = _parse_until(args.until) or clock_from_config(cfg.clock).now()
@@ -236,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("NRT_ALERTS_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
     )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="Log lines as text or JSON (default: [logging] format of the config, $NRT_ALERTS_LOGGING__FORMAT, text)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -254,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = with_config(sub.add_parser(name, help=func.__doc__))
         p.add_argument("--until", help="Absorb acquisitions up to this ISO date/datetime (default: now)")
         p.add_argument("--tile", action="append", help="Only this tile id (repeatable)")
+        p.add_argument(
+            "--skip-acquisition",
+            action="append",
+            default=[],
+            metavar="ID_OR_DATE",
+            help="Never absorb this item id or day (YYYY-MM-DD), e.g. an asset that stays broken (repeatable)",
+        )
         p.set_defaults(func=func)
     p = with_config(sub.add_parser("serve", help=cmd_serve.__doc__))
     p.add_argument("--host")
@@ -297,15 +311,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user mistakes end with one readable line and a non-zero exit code."""
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    fmt = _setup_logging(args)
+
+    def fail(exc: Exception, code: int) -> int:
+        if fmt == "json":  # every stderr line stays parseable
+            log.error("%s", exc, extra={"cause": str(exc)})
+        else:
+            print(f"nrt-alerts: error: {exc}", file=sys.stderr)
+        return code
+
     try:
         return args.func(args)
     except NrtAlertsError as exc:
-        print(f"nrt-alerts: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return fail(exc, exc.exit_code)
     except CatalogError as exc:
-        print(f"nrt-alerts: error: {exc}", file=sys.stderr)
-        return 1
+        return fail(exc, 1)
     except KeyboardInterrupt:
         return 130
 
