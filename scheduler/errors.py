@@ -18,6 +18,11 @@ class SourceError(NrtAlertsError):
 
     exit_code = 3
 
+    def __init__(self, message: str, *, acquisition: str | None = None, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.acquisition = acquisition  # the acquisition(s) concerned, where known (for logs)
+        self.cause = cause  # the underlying fault in one line, where known
+
 
 class StateError(NrtAlertsError):
     """A tile's monitor state is missing, corrupt or does not match the configuration."""

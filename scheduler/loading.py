@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +21,7 @@ from odc.stac import load as odc_load
 from scheduler.config import INDEX_BANDS, Config, SourceConfig
 from scheduler.errors import SourceError
 from scheduler.grid import Tile
-from scheduler.retry import call_with_retries, cause_of
+from scheduler.retry import after_retries, call_with_retries, cause_of
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +108,41 @@ class AcquisitionError(SourceError):
     """One acquisition could not be read after the retries; the acquisitions before it were."""
 
     def __init__(self, message: str, *, tile: str, acquisition: str, items: str, cause: str) -> None:
-        super().__init__(message)
-        self.tile, self.acquisition, self.items, self.cause = tile, acquisition, items, cause
+        super().__init__(message, acquisition=acquisition, cause=cause)
+        self.tile, self.items = tile, items
         self.loaded: xr.DataArray | None = None
+
+
+class AssetReadError(OSError):
+    """An asset could not be read (HTTP error, truncated or invalid file); an OSError, so it is retried."""
+
+
+class _OdcErrors(logging.Filter):
+    """Takes odc's "Failed to load <asset>" records of this thread: the asset goes into our error instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+        self.assets: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Drop (and remember) this thread's load failures; let everything else through."""
+        if record.thread != self.thread or not str(record.msg).startswith("Failed to load"):
+            return True
+        self.assets.append(str(record.args[0]) if isinstance(record.args, tuple) and record.args else "?")
+        return False
+
+
+@contextlib.contextmanager
+def _odc_errors() -> Iterator[_OdcErrors]:
+    """Catch odc-stac's own error lines during a load (they name neither tile nor acquisition)."""
+    logger = logging.getLogger("odc.loader._rio")
+    errors = _OdcErrors()
+    logger.addFilter(errors)
+    try:
+        yield errors
+    finally:
+        logger.removeFilter(errors)
 
 
 def gdal_options(src: SourceConfig, *, fresh: bool = False) -> dict[str, object]:
@@ -160,7 +195,7 @@ def load_new_index(items: list[pystac.Item], tile: Tile, cfg: Config) -> xr.Data
 
 def _acquisition_error(tile: Tile, acq: Acquisition, exc: BaseException, cfg: Config) -> AcquisitionError:
     cause = cause_of(exc.__cause__ or exc)
-    tries = f" after {cfg.source.retries} retries" if cfg.source.retries else ""
+    tries = after_retries(cfg.source.retries)
     return AcquisitionError(
         f"tile {tile.id}: acquisition {acq.key} (item {acq.ids}) cannot be read{tries}: {cause}",
         tile=tile.id,
@@ -184,17 +219,25 @@ def load_index_and_bands(
     def read() -> xr.Dataset:
         nonlocal attempts
         attempts += 1
-        with warnings.catch_warnings(), rasterio.Env(**gdal_options(src, fresh=attempts > 1)):
+        with warnings.catch_warnings(), rasterio.Env(**gdal_options(src, fresh=attempts > 1)), _odc_errors() as failed:
             warnings.simplefilter("ignore")
-            return odc_load(
-                items,
-                bands=assets,
-                geobox=tile.geobox,
-                groupby="solar_day",
-                resampling="nearest",
-                chunks=None,
-                fail_on_error=True,
-            )
+            try:
+                return _odc_load()
+            except Exception as exc:
+                if failed.assets:  # odc said which asset; GDAL's message alone does not
+                    raise AssetReadError(f"asset {failed.assets[-1]}: {cause_of(exc)}") from exc
+                raise
+
+    def _odc_load() -> xr.Dataset:
+        return odc_load(
+            items,
+            bands=assets,
+            geobox=tile.geobox,
+            groupby="solar_day",
+            resampling="nearest",
+            chunks=None,
+            fail_on_error=True,
+        )
 
     span = _span(items)
     try:
@@ -206,7 +249,8 @@ def load_index_and_bands(
             extra={"tile": tile.id, "acquisition": span},
         )
     except Exception as exc:  # rasterio, odc and HTTP errors: the message names the asset
-        raise SourceError(f"tile {tile.id}: loading {span} failed: {cause_of(exc)}") from exc
+        cause = cause_of(exc)
+        raise SourceError(f"tile {tile.id}: loading {span} failed: {cause}", acquisition=span, cause=cause) from exc
     ds = ds.sortby("time")
     clear = ds[src.mask_band].isin(src.mask_valid) if src.mask_band else None
     bands = {}

@@ -75,3 +75,5 @@ def setup_logging(level: str = "info", fmt: LogFormat = "text", stream: TextIO |
     root.setLevel(getattr(logging, level.upper()))
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Its "Retrying ..." lines repeat ours (scheduler.sources says which request failed and why).
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)

@@ -113,6 +113,15 @@ def _history_end(cfg: Config) -> dt.datetime:
     return dt.datetime.combine(cfg.history.end, dt.time.max, tzinfo=dt.UTC)
 
 
+def _fields(tile: Tile, exc: Exception) -> dict[str, str | None]:
+    """Log fields of a tile's failure: the tile, the acquisition where known, the cause."""
+    return {
+        "tile": tile.id,
+        "acquisition": getattr(exc, "acquisition", None),
+        "cause": getattr(exc, "cause", None) or str(exc),
+    }
+
+
 class Pipeline:
     """Runs fit and updates for the configured area; one instance per process."""
 
@@ -289,7 +298,7 @@ class Pipeline:
                 self.fit_tile(tile)
             except NrtAlertsError as exc:
                 outcome.error = str(exc)
-                log.error("tile %s: fit failed: %s", tile.id, exc, extra={"tile": tile.id, "cause": str(exc)})
+                log.error("tile %s: fit failed: %s", tile.id, exc, extra=_fields(tile, exc))
             outcomes.append(outcome)
             if progress:
                 progress(1)
@@ -305,7 +314,7 @@ class Pipeline:
                 outcomes.append(self.update_tile(tile, until, progress))
             except NrtAlertsError as exc:
                 outcomes.append(TileOutcome(tile.id, error=str(exc)))
-                log.error("tile %s: update failed: %s", tile.id, exc, extra={"tile": tile.id, "cause": str(exc)})
+                log.error("tile %s: update failed: %s", tile.id, exc, extra=_fields(tile, exc))
             except Exception as exc:  # a bug or an unforeseen library error in one tile must not stop the others
                 outcomes.append(TileOutcome(tile.id, error=f"unexpected {type(exc).__name__}: {exc}"))
                 log.exception("tile %s: update failed unexpectedly: %r", tile.id, exc, extra={"tile": tile.id})

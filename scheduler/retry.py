@@ -62,9 +62,22 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def cause_of(exc: BaseException) -> str:
-    """One line naming what went wrong, for logs and errors."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+    """One line naming what went wrong, for logs and errors: the messages of the exception and its causes."""
+    parts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(parts) < 4:
+        text = " ".join(str(current).replace("See previous exception for details.", "").split())
+        text = text or type(current).__name__
+        if not any(text in part for part in parts):
+            parts.append(text)
+        current = current.__cause__
+    text = ": ".join(parts)
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def after_retries(retries: int) -> str:
+    """' after N retries' for messages ('' without retries)."""
+    return f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
 
 
 def call_with_retries(

@@ -19,7 +19,7 @@ from urllib3 import Retry
 from scheduler.clock import utc
 from scheduler.config import SourceConfig
 from scheduler.errors import SourceError
-from scheduler.retry import TRANSIENT_STATUS, call_with_retries, cause_of
+from scheduler.retry import TRANSIENT_STATUS, after_retries, call_with_retries, cause_of
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,25 @@ def _malformed(exc: BaseException) -> bool:
     )
 
 
+class _LoggedRetry(Retry):
+    """urllib3's Retry, saying in one warning line what failed and that it is retried."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):  # noqa: ANN001, ANN201
+        """Count the failure (raises MaxRetryError when none is left), then log it."""
+        new = super().increment(method, url, response, error, _pool, _stacktrace)
+        cause = cause_of(error) if error is not None else f"HTTP {getattr(response, 'status', '?')}"
+        log.warning(
+            "STAC API request %s %s failed, retry %d (backoff %.2f s): %s",
+            method,
+            url,
+            len(new.history),
+            new.get_backoff_time(),
+            cause,
+            extra={"cause": cause},
+        )
+        return new
+
+
 class StacApiSource:
     """A STAC API searched with pystac-client (bbox, datetime, and a cloud-cover query).
 
@@ -82,7 +101,7 @@ class StacApiSource:
 
     def _stac_io(self) -> StacApiIO:
         """A requests session that retries transient HTTP faults itself (any method: searches are POSTs)."""
-        retry = Retry(
+        retry = _LoggedRetry(
             total=self.cfg.retries,
             connect=self.cfg.retries,
             read=self.cfg.retries,
@@ -125,8 +144,10 @@ class StacApiSource:
                 retry_if=_malformed,
             )
         except (APIError, OSError, ValueError, requests.RequestException) as exc:
-            tries = f" after {self.cfg.retries} retries" if self.cfg.retries else ""
-            raise SourceError(f"STAC API search at {self.cfg.url} for {span} failed{tries}: {cause_of(exc)}") from exc
+            cause, tries = cause_of(exc), after_retries(self.cfg.retries)
+            raise SourceError(
+                f"STAC API search at {self.cfg.url} for {span} failed{tries}: {cause}", acquisition=span, cause=cause
+            ) from exc
         return without_skipped(sorted(items, key=lambda item: (item.datetime, item.id)), self.cfg)
 
 
