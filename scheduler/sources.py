@@ -76,9 +76,11 @@ class _LoggedRetry(Retry):
         """Count the failure (raises MaxRetryError when none is left), then log it."""
         new = super().increment(method, url, response, error, _pool, _stacktrace)
         cause = cause_of(error) if error is not None else f"HTTP {getattr(response, 'status', '?')}"
+        host = f"{_pool.scheme}://{_pool.host}:{_pool.port}" if _pool is not None else ""
         log.warning(
-            "STAC API request %s %s failed, retry %d (backoff %.2f s): %s",
+            "STAC API request %s %s%s failed, retry %d (backoff %.2f s): %s",
             method,
+            host,
             url,
             len(new.history),
             new.get_backoff_time(),
@@ -121,14 +123,17 @@ class StacApiSource:
         return self._client
 
     def _search_once(self, bbox_4326: tuple[float, float, float, float], start: dt.datetime, end: dt.datetime) -> list:
-        search = self._open().search(
-            collections=[self.cfg.collection],
-            bbox=bbox_4326,
-            datetime=f"{_iso(start)}/{_iso(end)}",
-            query={"eo:cloud_cover": {"lte": self.cfg.max_cloud_cover}},
-            limit=500,
-        )
-        return list(search.items())
+        try:
+            search = self._open().search(
+                collections=[self.cfg.collection],
+                bbox=bbox_4326,
+                datetime=f"{_iso(start)}/{_iso(end)}",
+                query={"eo:cloud_cover": {"lte": self.cfg.max_cloud_cover}},
+                limit=500,
+            )
+            return list(search.items())
+        except ValueError as exc:  # JSON decoders word it as "unexpected end of data"; say what it means
+            raise ValueError(f"malformed answer, not the STAC JSON expected: {cause_of(exc)}") from exc
 
     def search(
         self, bbox_4326: tuple[float, float, float, float], start: dt.datetime, end: dt.datetime

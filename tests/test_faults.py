@@ -641,7 +641,7 @@ def test_stac_api_fault_is_retried_and_the_run_completes(
     assert not result.failed, [t.error for t in result.failed]
     retried = [r for r in records(caplog, logging.WARNING) if "retry" in r.getMessage()]
     assert len(retried) == 1, [r.getMessage() for r in caplog.records]
-    expected_cause = {"500": "500", "garbage": "expecting", "delay": "timed out", "reset": "connection"}[mode]
+    expected_cause = {"500": "500", "garbage": "malformed answer", "delay": "timed out", "reset": "connection"}[mode]
     assert expected_cause.lower() in retried[0].cause.lower()
     for tile_id, state in states(pipeline).items():
         assert_same_state(state, clean[tile_id])
@@ -674,3 +674,21 @@ def test_stac_api_down_fails_one_tile_the_other_goes_on_and_the_next_run_catches
     assert outcome(second, TILE_A).absorbed == clean[TILE_A].absorbed and outcome(second, TILE_B).absorbed == []
     for tile_id, state in states(pipeline).items():
         assert_same_state(state, clean[tile_id])
+
+
+def test_stac_api_refusing_connections_fails_each_tile_with_the_cause_and_changes_nothing(
+    fitted: Config, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    pipeline = workspace(tmp_path, fitted, kind="stac-api", url=down, catalog=None, retries=1)
+    before = states(pipeline)
+    with caplog.at_level(logging.WARNING):
+        result = pipeline.run_update(UNTIL)
+    assert [t.tile_id for t in result.failed] == [TILE_A, TILE_B] and result.acquisitions == 0
+    errors = records(caplog, logging.ERROR)
+    assert [r.tile for r in errors] == [TILE_A, TILE_B]
+    assert all("refused" in r.cause.lower() and r.acquisition.endswith("2023-02-28T23:59:00Z") for r in errors)
+    retried = [r for r in records(caplog, logging.WARNING) if "retry 1" in r.getMessage()]
+    assert len(retried) == 2 and down in retried[0].getMessage()
+    for tile_id, state in states(pipeline).items():
+        assert_same_state(state, before[tile_id])
