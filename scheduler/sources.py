@@ -53,11 +53,12 @@ def without_skipped(items: list[pystac.Item], cfg: SourceConfig) -> list[pystac.
     kept = [item for item in items if not _is_skipped(item, skip)]
     for item in items:
         if _is_skipped(item, skip):
+            key = item.datetime.strftime("%Y-%m-%dT%H:%M:%S") if item.datetime else "?"
             log.info(
                 "acquisition %s (item %s) skipped: listed in source.skip_acquisitions",
-                _iso(item.datetime) if item.datetime else "?",
+                key,
                 item.id,
-                extra={"acquisition": item.id, "cause": "source.skip_acquisitions"},
+                extra={"acquisition": key, "cause": "source.skip_acquisitions"},
             )
     return kept
 

@@ -163,3 +163,25 @@ def test_text_output_when_the_flag_says_so_over_the_environment(
     errors = [line for line in lines if " ERROR " in line]
     assert [("r000c000" in e, "r000c001" in e) for e in errors] == [(True, False), (False, True)]
     assert all(key in e and "S2X_DEMO_20240705_red.tif" in e and "No such file" in e for e in errors)
+
+
+def test_the_operator_skips_an_acquisition_that_stays_broken(
+    static_run: DemoRun, demo_archive: DemoArchive, tmp_path: Path
+) -> None:
+    config, key = _failing_deployment(tmp_path, static_run, demo_archive)
+    done = _run(config, "--log-level", "info")
+    assert done.returncode == 1
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "--log-format", "json", "update", "-c", str(config)]
+        + ["--until", "2024-07-31", "--skip-acquisition", "S2X_DEMO_20240705"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    entries = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    skipped = [e for e in entries if "source.skip_acquisitions" in e["message"]]
+    assert len(skipped) == 2 and all(e["acquisition"] == key for e in skipped)  # once per tile
+    assert not [e for e in entries if e["level"] == "ERROR"]
