@@ -438,6 +438,7 @@ def test_all_cloud_and_all_nodata_acquisitions_are_absorbed_without_changing_any
         item, tmp_path / "nodata", {k: lambda a: (np.zeros_like(a), "uint16", 0) for k in ("red", "nir08")}
     )
     state = load_state(pipeline.tile_state_path(tile))
+    # nrt creates detection_date (all zeros) on the first monitor() call of a fitted monitor: not a pixel change.
     state.monitor.monitor.detection_date = np.zeros_like(state.monitor.monitor.mask, dtype=np.uint16)
     before = _monitor_arrays(state)
     for i, acquisition in enumerate((cloudy, empty)):
