@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
-from rio_cogeo.cogeo import cog_validate
+from rio_cogeo.cogeo import cog_translate, cog_validate
+from rio_cogeo.profiles import cog_profiles
 
 from catalog.atomic import atomic_path
 from catalog.errors import PublishError
@@ -206,6 +206,9 @@ def _write_cog(
         "nodata": nodata,
         "interleave": "pixel",
     }
+    side = _block(bands, rows, cols)
+    cog = cog_profiles.get("deflate")
+    cog.update(blockxsize=side, blockysize=side, interleave="pixel", predictor=2 if array.dtype.kind in "iu" else 3)
     with MemoryFile() as mem:
         with mem.open(**profile) as dst:
             dst.write(array)
@@ -215,16 +218,16 @@ def _write_cog(
                 dst.scales = [scale] * bands
             dst.update_tags(**tags)
         with mem.open() as src, atomic_path(target) as tmp:
-            rasterio.shutil.copy(
+            # One nearest overview: COG readers expect one, and nearest keeps values (and nodata) exact.
+            cog_translate(
                 src,
                 str(tmp),
-                driver="COG",
-                COMPRESS="DEFLATE",
-                PREDICTOR="YES",
-                BLOCKSIZE=_block(bands, rows, cols),
-                OVERVIEW_COUNT=1,
-                OVERVIEW_RESAMPLING="NEAREST",
-                INTERLEAVE="PIXEL",
+                cog,
+                nodata=nodata,
+                overview_level=1,
+                overview_resampling="nearest",
+                in_memory=True,
+                quiet=True,
             )
             valid, errors, _ = cog_validate(str(tmp), quiet=True)
             if not valid:

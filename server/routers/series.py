@@ -100,7 +100,7 @@ def locate(registry: LayerRegistry, publication: Publication, lon: float, lat: f
         props = item["properties"]
         crs = props.get("proj:code") or props.get("proj:wkt2")
         x, y = _to_crs(crs).transform(lon, lat)
-        col, row = ~Affine(*props["proj:transform"][:6]) * (x, y)
+        col, row = ~Affine(*props["proj:transform"][:6]) @ (x, y)
         height, width = props["proj:shape"]
         if 0 <= row < height and 0 <= col < width:
             return tile_id, item, int(row), int(col)
