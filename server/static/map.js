@@ -201,7 +201,7 @@ function seriesSvg(b) {
 function niceStep(raw) {
   const p = 10 ** Math.floor(Math.log10(raw || 1));
   const m = raw / p;
-  return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+  return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
 }
 
 // ---- newest alerts list
