@@ -81,9 +81,9 @@ class PixelSeries(BaseModel):
     magnitude: float | None
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4096)
 def _item(path: str) -> dict:
-    """A published item's JSON (items are immutable: cached for the process)."""
+    """A published item's JSON (items are immutable: safe to cache)."""
     return json.loads(FilePath(path).read_text(encoding="utf-8"))
 
 
