@@ -27,6 +27,7 @@ from catalog.errors import PublishError
 from catalog.layers import DATE, DATE_CONF, PUBLISHED_LAYERS, STATUS, LayerSpec
 from catalog.locking import file_lock
 from catalog.mosaic import AreaGrid, MosaicSource, write_vrt
+from catalog.series import SERIES_KEY, series_assets
 from catalog.store import COLLECTION_ID, CatalogLayout, Publication, read_index
 from catalog.thumbnail import THUMBNAIL_MEDIA_TYPE, write_thumbnail
 
@@ -142,6 +143,7 @@ class Publisher:
         folder.mkdir(parents=True, exist_ok=True)
         height, width = report.shape
         layers = dict(report.layers)
+        series = layers.pop(SERIES_KEY, None)
         # Derived encodings are computed here, from the primary layers, so every monitor gets them alike.
         layers.setdefault(DATE_CONF.asset, gfw_date_conf(layers[STATUS.asset], layers[DATE.asset]))
         for layer in PUBLISHED_LAYERS:
@@ -160,6 +162,7 @@ class Publisher:
             )
         write_thumbnail(folder / f"{item_id}_{THUMBNAIL}.png", layers[STATUS.asset])
         item = self._item_dict(item_id, report, now, width, height)
+        item["assets"].update(series_assets(folder, item_id, report.tile_id, series, report.crs, report.transform))
         atomic.write_json(self.layout.item_path(item_id), item)
         return item
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,16 +21,20 @@ from nrt.monitor.iqr import IQR
 from nrt.monitor.mosum import MoSum
 
 from catalog.encoding import DATE_NODATA, Status, days_since_epoch
-from scheduler.ccdcnrt import CCDCNRT
+from catalog.series import SERIES_KEY, ModelExport, ModelForm, SeriesExport, write_chunk
+from catalog.store import CatalogLayout
+from scheduler.ccdcnrt import CCDCNRT, RMSE_FLOOR
 from scheduler.config import (
     CCDCConfig,
     CCDCNRTConfig,
+    Config,
     CuSumConfig,
     EWMAConfig,
     IQRConfig,
     MonitorConfig,
     MoSumConfig,
 )
+from scheduler.loading import acquisition_key
 
 log = logging.getLogger(__name__)
 
@@ -246,8 +253,16 @@ def _layers(
     }
 
 
-def report_layers(state: MonitorState, cfg: MonitorConfig) -> dict[str, np.ndarray]:
-    """The published layers: status codes, first-detection date, mean magnitude and confidence."""
+def report_layers(state: MonitorState, cfg: MonitorConfig) -> dict[str, Any]:
+    """The published layers: status codes, first-detection date, mean magnitude and confidence (+ series data)."""
+    layers = _alert_layers(state, cfg)
+    record = _series_record(state)
+    layers[SERIES_KEY] = SeriesExport(record.get("chunks", []), export_model(state), record.get("monitoring_start"))
+    return layers
+
+
+def _alert_layers(state: MonitorState, cfg: MonitorConfig) -> dict[str, Any]:
+    """The alert layers of report_layers."""
     monitor = state.monitor
     mask = np.asarray(monitor.mask)
     if isinstance(monitor, CCDCNRT):
@@ -283,3 +298,129 @@ def report_layers(state: MonitorState, cfg: MonitorConfig) -> dict[str, np.ndarr
     stage[mask == NRT_BREAK] = 3
     confirmed = np.zeros(mask.shape, np.uint16) if state.empty else np.asarray(monitor.detection_date)
     return _layers(_codes(stage, high, mask), extras["first_date"], confirmed, magnitude, confidence)
+
+
+# ---- series data for the click panel's plot (catalog/series.py publishes it) -------------------------------------
+
+# The chunk names a state has published (oldest first) and its monitoring start: JSON kept as a monitor attribute,
+# so it is saved in the state file (monitor scalars) and commits together with the acquisitions it describes.
+SERIES_ATTR = "nrt_alerts_series"
+
+
+def _series_record(state: MonitorState) -> dict[str, Any]:
+    """The state's series record: {"chunks": [...], "monitoring_start": "YYYY-MM-DD"}."""
+    return json.loads(getattr(state.monitor, SERIES_ATTR, None) or "{}")
+
+
+def series_chunks(state: MonitorState) -> list[str]:
+    """Names of the series chunks holding every acquisition the state absorbed (history first)."""
+    return list(_series_record(state).get("chunks", []))
+
+
+def series_data_key(cfg: Config) -> str:
+    """What the published index values depend on (index and how the imagery is read), hashed into chunk names."""
+    source = cfg.source.model_dump(
+        mode="json", include={"collection", "bands", "mask_band", "mask_valid", "scale", "offset", "nodata"}
+    )
+    text = json.dumps({"index": cfg.index.name, "source": source}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def record_series(state: MonitorState, tile: Any, data: xr.DataArray, keys: Sequence[str], cfg: Config) -> None:
+    """Publish the index values of the absorbed acquisitions `keys` as one chunk and note it in the state.
+
+    Call before the state is saved: a crash in between leaves an unreferenced chunk that the re-run reuses.
+    A fitted state (no chunks yet) starts a new list; an update appends.
+    """
+    if not keys:
+        return
+    wanted = set(keys)
+    positions = [i for i, time in enumerate(data.time.values) if acquisition_key(time) in wanted]
+    values = data.values if len(positions) == data.sizes["time"] else data.isel(time=positions).values
+    name = write_chunk(
+        CatalogLayout(cfg.output.stac_dir).collection_dir,
+        tile.id,
+        [acquisition_key(data.time.values[i]) for i in positions],
+        values,
+        crs=tile.crs,
+        transform=tile.transform,
+        data_key=series_data_key(cfg),
+        index=cfg.index.name,
+    )
+    chunks = [c for c in series_chunks(state) if c != name]
+    start = (cfg.history.end + dt.timedelta(days=1)).isoformat()
+    setattr(state.monitor, SERIES_ATTR, json.dumps({"chunks": [*chunks, name], "monitoring_start": start}))
+
+
+def _band_offsets(monitor: Any) -> tuple[np.ndarray, np.ndarray, str]:
+    """The threshold band around the prediction each monitor uses, as (lower, upper) offsets and a description."""
+    with np.errstate(invalid="ignore"):
+        if isinstance(monitor, IQR):
+            iqr = monitor.q75 - monitor.q25
+            return (
+                monitor.q25 - monitor.sensitivity * iqr,
+                monitor.q75 + monitor.sensitivity * iqr,
+                f"IQR fences of the history residuals: q25 - {monitor.sensitivity:g} IQR .. q75 + "
+                f"{monitor.sensitivity:g} IQR; {monitor.boundary} consecutive outliers confirm",
+            )
+        if isinstance(monitor, CCDC):
+            half = monitor.sensitivity * np.asarray(monitor.rmse)
+            return -half, half, f"+/- {monitor.sensitivity:g} x RMSE; {monitor.boundary} consecutive outliers confirm"
+        if isinstance(monitor, CCDCNRT):
+            half = monitor.min_confidence * np.maximum(np.asarray(monitor.rmse, np.float64), RMSE_FLOOR)
+            return (
+                -half,
+                half,
+                (
+                    f"+/- {monitor.min_confidence:g} x RMSE around the model one year earlier; "
+                    f"{monitor.min_changes} changes in {monitor.window} observations confirm"
+                ),
+            )
+        if isinstance(monitor, EWMA):
+            half = np.asarray(monitor.boundary)
+            return (
+                -half,
+                half,
+                (
+                    f"EWMA control limits +/- {monitor.sensitivity:g} sigma sqrt(lambda / (2 - lambda)), lambda "
+                    f"{monitor.lambda_:g}: they bound the exponentially weighted mean of the residuals, not single "
+                    "observations"
+                ),
+            )
+        half = ANOMALY_SIGMAS * np.asarray(monitor.sigma)
+        return (
+            -half,
+            half,
+            (
+                f"approximation: +/- {ANOMALY_SIGMAS:g} sigma (our first-detection test). {type(monitor).__name__}'s "
+                "real boundary is on the cumulative sum of scaled residuals (sensitivity is its significance level), "
+                "so a break can be confirmed inside this band or not yet outside it"
+            ),
+        )
+
+
+def export_model(state: MonitorState) -> ModelExport | None:
+    """The fitted model per pixel and its threshold band, for the series plot; None when nothing was fitted."""
+    monitor = state.monitor
+    beta = getattr(monitor, "beta", None)
+    if state.empty or beta is None:
+        return None
+    ccdcnrt = isinstance(monitor, CCDCNRT)
+    lower, upper, band = _band_offsets(monitor)
+    form = ModelForm(
+        monitor=type(monitor).__name__,
+        trend=bool(monitor.trend),
+        harmonic_order=int(monitor.harmonic_order),
+        convention="ccdcnrt" if ccdcnrt else "nrt",
+        lag_years=1.0 if ccdcnrt else 0.0,
+        band=band,
+    )
+    # Pixels with a fitted model: monitored, unstable history, or confirmed break (not: unmonitored, too short).
+    fitted = np.isin(np.asarray(monitor.mask), (NRT_MONITORED, NRT_UNSTABLE, NRT_BREAK))
+    coefficients = np.where(fitted, np.asarray(beta, np.float32), np.nan).astype(np.float32)
+    return ModelExport(
+        form,
+        coefficients,
+        np.where(fitted, lower, np.nan).astype(np.float32),
+        np.where(fitted, upper, np.nan).astype(np.float32),
+    )

@@ -28,7 +28,7 @@ from scheduler.loading import (
     load_new_index,
     pending_items,
 )
-from scheduler.monitors import absorb, fit_monitor, report_layers
+from scheduler.monitors import absorb, fit_monitor, record_series, report_layers
 from scheduler.sources import ImagerySource, source_from_config
 from scheduler.state import TileState, load_state, meta_last_key, read_state_meta, save_state, state_path
 
@@ -152,6 +152,7 @@ class Pipeline:
         monitoring_start = self.cfg.history.end + dt.timedelta(days=1)
         monitor = fit_monitor(self.cfg.monitor, history, forest, monitoring_start, bands)
         keys = [acquisition_key(t) for t in history.time.values]
+        record_series(monitor, tile, history, keys, self.cfg)  # the plot's observations; before the state commits
         state = TileState(
             tile_id=tile.id,
             crs=tile.crs,
@@ -226,6 +227,7 @@ class Pipeline:
                     extra={"tile": tile.id, "acquisition": late.key, "cause": "late item"},
                 )
             if outcome.absorbed:
+                record_series(state.monitor, tile, data, outcome.absorbed, self.cfg)
                 save_state(state, self.tile_state_path(tile))
                 log.info(
                     "tile %s: absorbed %d acquisition(s) %s .. %s",

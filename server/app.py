@@ -19,7 +19,7 @@ from server.errors import add_exception_handlers
 from server.proxy import PublicURLMiddleware
 from server.reader import guarded_reader
 from server.registry import LayerRegistry
-from server.routers import alerts, health, pages, point, stac, wmts
+from server.routers import alerts, health, pages, point, series, stac, wmts
 from server.routers.pages import STATIC_DIR
 from server.routers.stac import catalog_files
 from server.routers.tiles import layer_tiler
@@ -82,6 +82,7 @@ def create_app(settings: ServerSettings | None = None, services: Sequence[Servic
     tiler = layer_tiler(settings.stac_dir)
     app.include_router(tiler.router, prefix="/layers/{layer}", tags=["Layers"])
     app.include_router(point.router)
+    app.include_router(series.router)
     app.include_router(alerts.router)
     app.include_router(health.router)
     app.include_router(pages.router)

@@ -174,7 +174,59 @@ def test_click_opens_panel_with_decoded_alert(static_run: DemoRun, browser_page,
     fields = dict(zip(terms, values, strict=True))
     assert fields["status"].startswith("confirmed"), fields
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", fields["detected"]), fields
-    assert "time series: coming" in page.inner_text("#timeseries")
+    # The time series plot: observation dots, the model line, the shaded band and the detection line.
+    page.wait_for_selector("#series-plot .observations circle", timeout=20_000)
+    plot = _plot_geometry(page)
+    assert plot["circles"] > 150, plot
+    assert plot["model_points"] > 100 and plot["band"] == 1, plot
+    assert "NDVI" in plot["title"] and fields["detected"] in plot["title"]
+    left, right = plot["axis_x"]
+    assert left < plot["start_x"] < plot["detection_x"] <= right, plot
+    # The clear-cut drops NDVI: dots right of the detection line sit lower (larger y) than those left of it.
+    assert plot["mean_y_after"] > plot["mean_y_before"] + 30, plot
+    # The colours as drawn: the red detection line, the blue model, the shaded band, dark dots (measured on the
+    # demo: about 140, 130, 3700 and 1100 pixels; the dots hide part of the model line).
+    from PIL import Image
+
+    png = page.locator("#timeseries svg").screenshot()
+    if path := os.environ.get("SERIES_PLOT_SCREENSHOT"):  # a path: keep the plot to look at
+        Path(path).write_bytes(page.locator("#panel").screenshot())
+    shot = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    colours = shot.reshape(-1, 3)
+
+    def near(rgb: tuple[int, int, int], tolerance: int = 30) -> int:
+        return int((np.abs(colours - np.array(rgb)).max(axis=1) <= tolerance).sum())
+
+    red, blue, band, dots = near((215, 25, 28)), near((20, 70, 160)), near((197, 219, 244), 12), near((40, 40, 40))
+    assert red >= 100 and blue >= 80 and band >= 1000 and dots >= 300, (red, blue, band, dots)
+    # The red line is vertical: its pixels share one or two screen columns.
+    ys, xs = np.nonzero(np.abs(shot - np.array((215, 25, 28))).max(axis=2) <= 30)
+    assert np.ptp(xs) <= 3 and np.ptp(ys) >= 100, (np.ptp(xs), np.ptp(ys))
+
+
+def _plot_geometry(page) -> dict:
+    """Counts and positions of the plot's elements, read from the SVG the page drew."""
+    return page.evaluate(
+        """() => {
+            const svg = document.getElementById('series-plot');
+            const circles = [...svg.querySelectorAll('.observations circle')];
+            const det = svg.querySelector('line.detection'), start = svg.querySelector('line.monitoring-start');
+            const axis = svg.querySelector('line.axis');
+            const dx = +det.getAttribute('x1');
+            const mean = (a) => a.reduce((s, c) => s + +c.getAttribute('cy'), 0) / Math.max(a.length, 1);
+            return {
+                circles: circles.length,
+                model_points: svg.querySelector('path.model').getAttribute('d').split('L').length,
+                band: svg.querySelectorAll('path.band').length,
+                title: svg.querySelector('title').textContent,
+                axis_x: [+axis.getAttribute('x1'), +axis.getAttribute('x2')],
+                start_x: +start.getAttribute('x1'),
+                detection_x: dx,
+                mean_y_before: mean(circles.filter((c) => +c.getAttribute('cx') < dx - 5)),
+                mean_y_after: mean(circles.filter((c) => +c.getAttribute('cx') > dx + 5)),
+            };
+        }"""
+    )
 
 
 def test_newest_alerts_list_zooms_to_patch(static_run: DemoRun, static_server: str, browser_page, areas) -> None:

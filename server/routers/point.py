@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+import numpy as np
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
 
-from catalog.encoding import STATUS_CLASSES, date_from_days
+from catalog.encoding import STATUS_CLASSES, Status, date_from_days
 from catalog.layers import CONFIDENCE, DATE, MAGNITUDE, STATUS
 from server.deps import RegistryDep, Version
+from server.filters import AlertFilter, FilterParams
 
 router = APIRouter(tags=["Alerts"])
 NAMES = {int(c.code): c.name for c in STATUS_CLASSES}
@@ -41,19 +43,45 @@ def _value(request: Request, registry: RegistryDep, name: str, version: str | No
     operation_id="getPointAlert",
     summary="Decoded alert layers at a longitude/latitude",
 )
-def point_alert(
+def point_alert_route(
     request: Request,
     registry: RegistryDep,
     lon: Annotated[float, Path(ge=-180, le=180, description="Longitude")],
     lat: Annotated[float, Path(ge=-90, le=90, description="Latitude")],
+    filters: Annotated[FilterParams, Depends()],
     version: Version = None,
 ) -> PointAlert:
-    """Status, detection date, magnitude and confidence of the pixel at lon/lat."""
+    """Status, detection date, magnitude and confidence of the pixel at lon/lat; an alert the filters drop is none."""
+    return point_alert(request, registry, lon, lat, version, filters.alert_filter)
+
+
+def filtered_out(alert_filter: AlertFilter | None, values: dict[str, float]) -> bool:
+    """True when the pixel holds an alert (status 1-8) that the filter drops."""
+    if alert_filter is None or not 1 <= int(values["status"]) <= 8:
+        return False
+
+    def one(name: str) -> np.ma.MaskedArray:
+        return np.ma.masked_invalid(np.array([[values[name]]], dtype=np.float64))
+
+    return not bool(alert_filter.keep(one("status"), one("date"), one("confidence"))[0, 0])
+
+
+def point_alert(
+    request: Request,
+    registry: RegistryDep,
+    lon: float,
+    lat: float,
+    version: str | None = None,
+    alert_filter: AlertFilter | None = None,
+) -> PointAlert:
+    """The decoded alert at lon/lat (also GetFeatureInfo's); an alert the filter drops reads as no alert."""
     resolved = registry.resolve(STATUS.name, version)
     values = {
         spec.asset: _value(request, registry, spec.name, resolved.publication.id, lon, lat)
         for spec in (STATUS, DATE, MAGNITUDE, CONFIDENCE)
     }
+    if filtered_out(alert_filter, values):
+        values = {"status": float(Status.NONE), "date": 0.0, "magnitude": math.nan, "confidence": math.nan}
     status = int(values["status"])
     day = date_from_days(int(values["date"]))
 

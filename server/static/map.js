@@ -108,6 +108,100 @@ async function onClick(ev) {
   } catch (err) {
     showPanel([['error', String(err)]]);
   }
+  loadSeries(lng, lat);
+}
+
+// ---- the pixel's time series: observations, model, threshold band, monitoring start and detection date
+let seriesRequest = 0;
+async function loadSeries(lng, lat) {
+  const box = $('timeseries'), mine = ++seriesRequest;
+  box.className = 'placeholder';
+  box.textContent = 'Loading the time series…';
+  const q = state.version ? `?version=${state.version}` : '';
+  try {
+    const r = await fetch(`${BASE}series/${lng.toFixed(6)},${lat.toFixed(6)}${q}`);
+    const b = await r.json();
+    if (mine !== seriesRequest) return;  // a later click won
+    if (!r.ok) {
+      box.textContent = b.detail || `HTTP ${r.status}`;
+      return;
+    }
+    box.className = '';
+    box.innerHTML = seriesSvg(b);
+  } catch (err) {
+    if (mine === seriesRequest) box.textContent = `time series: ${err}`;
+  }
+}
+
+const SVG = { w: 280, h: 190, left: 38, right: 8, top: 10, bottom: 30 };
+
+function seriesSvg(b) {
+  const { w, h, left, right, top, bottom } = SVG;
+  const obs = b.observations.map((o) => ({ t: Date.parse(o.date.slice(0, 19) + 'Z'), v: o.value }));
+  const curve = b.model ? b.model.curve.map((c) => ({ t: Date.parse(c.date + 'T00:00:00Z'), ...c })) : [];
+  const title = `${b.index.toUpperCase()} at this pixel: ${obs.length} observations` +
+    (b.model ? `, ${b.model.monitor} model and threshold band` : '') +
+    (b.detection_date ? `, detected ${b.detection_date}` : '');
+  if (!obs.length) return `<p class="placeholder">${esc(title)}</p>`;
+  const times = obs.map((o) => o.t).concat(curve.map((c) => c.t));
+  const values = obs.map((o) => o.v).concat(curve.flatMap((c) => [c.lower, c.upper]));
+  const t0 = Math.min(...times), t1 = Math.max(...times);
+  let v0 = Math.min(...values), v1 = Math.max(...values);
+  const pad = (v1 - v0) * 0.05 || 0.05;
+  v0 -= pad; v1 += pad;
+  const x = (t) => left + ((t - t0) / (t1 - t0 || 1)) * (w - left - right);
+  const y = (v) => top + (1 - (v - v0) / (v1 - v0)) * (h - top - bottom);
+  const f = (n) => n.toFixed(1);
+  const parts = [];
+  // y axis: 4-5 ticks at round values
+  const step = niceStep((v1 - v0) / 4);
+  for (let v = Math.ceil(v0 / step) * step; v <= v1; v += step) {
+    parts.push(`<line class="grid" x1="${left}" x2="${w - right}" y1="${f(y(v))}" y2="${f(y(v))}"/>`,
+      `<text class="tick" x="${left - 3}" y="${f(y(v) + 3)}" text-anchor="end">${+v.toFixed(2)}</text>`);
+  }
+  // x axis: one tick per year
+  const y0 = new Date(t0).getUTCFullYear(), y1 = new Date(t1).getUTCFullYear();
+  for (let yr = y0 + 1; yr <= y1; yr++) {
+    const tx = x(Date.UTC(yr, 0, 1));
+    parts.push(`<line class="tickline" x1="${f(tx)}" x2="${f(tx)}" y1="${h - bottom}" y2="${h - bottom + 4}"/>`,
+      `<text class="tick" x="${f(tx)}" y="${h - bottom + 13}" text-anchor="middle">${yr}</text>`);
+  }
+  parts.push(`<line class="axis" x1="${left}" x2="${w - right}" y1="${h - bottom}" y2="${h - bottom}"/>`,
+    `<line class="axis" x1="${left}" x2="${left}" y1="${top}" y2="${h - bottom}"/>`,
+    `<text class="label" x="${(left + w - right) / 2}" y="${h - 3}" text-anchor="middle">date</text>`,
+    `<text class="label" transform="translate(10 ${(top + h - bottom) / 2}) rotate(-90)" text-anchor="middle">` +
+      `${esc(b.index.toUpperCase())}</text>`);
+  if (curve.length) {
+    const upper = curve.map((c) => `${f(x(c.t))},${f(y(c.upper))}`);
+    const lower = curve.map((c) => `${f(x(c.t))},${f(y(c.lower))}`).reverse();
+    parts.push(`<path class="band" d="M${upper.join('L')}L${lower.join('L')}Z"><title>threshold band: ` +
+      `${esc(b.model.band)}</title></path>`);
+    parts.push(`<path class="model" d="M${curve.map((c) => `${f(x(c.t))},${f(y(c.value))}`).join('L')}">` +
+      `<title>fitted ${esc(b.model.monitor)} model</title></path>`);
+  }
+  const vline = (iso, cls, text) => {
+    const t = Date.parse(iso + 'T00:00:00Z');
+    if (!(t >= t0 && t <= t1)) return;
+    parts.push(`<line class="${cls}" x1="${f(x(t))}" x2="${f(x(t))}" y1="${top}" y2="${h - bottom}">` +
+      `<title>${esc(text)} ${esc(iso)}</title></line>`);
+  };
+  if (b.monitoring_start) vline(b.monitoring_start, 'monitoring-start', 'monitoring start');
+  if (b.detection_date) vline(b.detection_date, 'detection', 'first detection');
+  parts.push('<g class="observations">' + obs.map((o) => `<circle cx="${f(x(o.t))}" cy="${f(y(o.v))}" r="1.8">` +
+    `<title>${new Date(o.t).toISOString().slice(0, 10)}: ${o.v}</title></circle>`).join('') + '</g>');
+  const desc = `Dots: clear observations. Line: the fitted model; shaded: the threshold band. ` +
+    `Dashed: monitoring start; red: the first detection. ${b.units}.`;
+  return `<svg id="series-plot" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" role="img" ` +
+    `aria-labelledby="series-title series-desc"><title id="series-title">${esc(title)}</title>` +
+    `<desc id="series-desc">${esc(desc)}</desc>${parts.join('')}</svg>` +
+    `<div class="series-legend"><span class="k-obs">● observed</span> <span class="k-model">— model</span> ` +
+    `<span class="k-band">▮ band</span> <span class="k-det">| detected</span></div>`;
+}
+
+function niceStep(raw) {
+  const p = 10 ** Math.floor(Math.log10(raw || 1));
+  const m = raw / p;
+  return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
 }
 
 // ---- newest alerts list

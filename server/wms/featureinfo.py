@@ -11,12 +11,13 @@ from fastapi import Request, Response
 from rio_tiler.errors import PointOutsideBounds
 
 from catalog.encoding import date_from_days
-from catalog.layers import CONFIRMED, LAYERS_BY_NAME
+from catalog.layers import CONFIRMED, LAYERS_BY_NAME, STATUS
+from server.filters import AlertFilter
 from server.routers.point import point_alert
 from server.wms.caching import cache_control, etag, not_modified
 from server.wms.errors import WMSException
 from server.wms.maprequest import MapRequest, parse_map_request
-from server.wms.params import WMSParams, parse_format, parse_layer, parse_pixel
+from server.wms.params import WMSParams, parse_alert_filter, parse_format, parse_layer, parse_pixel
 from server.wms.timedim import iso
 
 INFO_FORMATS = ("text/plain", "text/html", "application/json")
@@ -46,14 +47,25 @@ def _number(value: float, dtype: str) -> float | int | None:
     return int(value) if dtype.startswith(("uint", "int")) else round(value, 4)
 
 
-def pixel_info(request: Request, map_request: MapRequest, lon: float, lat: float) -> Info | None:
-    """The decoded alert at lon/lat in the request's publication (None outside the published area)."""
+def pixel_info(
+    request: Request, map_request: MapRequest, lon: float, lat: float, alert_filter: AlertFilter | None = None
+) -> Info | None:
+    """The decoded alert at lon/lat in the request's publication (None outside the published area).
+
+    An alert the filter drops reads as no alert, as on /point and in GetMap (where it is transparent).
+    """
     version = map_request.publication.id
+    spec = LAYERS_BY_NAME[map_request.layer]
     try:
         # The /point endpoint's own decoding, so both answers always agree.
         alert = point_alert(request, request.app.state.registry, lon, lat, version)
         confirmed = date_from_days(int(_raw(request, CONFIRMED.name, version, lon, lat)))
         value = _raw(request, map_request.layer, version, lon, lat)
+        if alert_filter is not None:
+            filtered = point_alert(request, request.app.state.registry, lon, lat, version, alert_filter)
+            if filtered.status != alert.status:  # dropped: every layer reads as "no alert"
+                alert, confirmed = filtered, None
+                value = 0.0 if spec is STATUS else float(spec.nodata)
     except PointOutsideBounds:
         return None
     return {
@@ -66,7 +78,7 @@ def pixel_info(request: Request, map_request: MapRequest, lon: float, lat: float
         "confirmation_date": confirmed.isoformat() if confirmed else None,
         "magnitude": alert.magnitude,
         "confidence": alert.confidence,
-        "value": _number(value, LAYERS_BY_NAME[map_request.layer].dtype),
+        "value": _number(value, spec.dtype),
         "longitude": round(lon, 7),
         "latitude": round(lat, 7),
     }
@@ -120,11 +132,13 @@ def get_feature_info(request: Request, params: WMSParams, version: str) -> Respo
         raise WMSException("LayerNotDefined", "QUERY_LAYERS must name a layer of LAYERS", locator="QUERY_LAYERS")
     info_format = parse_format(params.get("INFO_FORMAT") or "text/plain", INFO_FORMATS, locator="INFO_FORMAT")
     i, j = parse_pixel(params, version, map_request.width, map_request.height)
-    tag = etag("GetFeatureInfo", *map_request.key(), info_format, i, j)
+    alert_filter = parse_alert_filter(params)
+    filter_key = alert_filter.key() if alert_filter else None
+    tag = etag("GetFeatureInfo", *map_request.key(), info_format, i, j, filter_key)
     headers = {"ETag": tag, "Cache-Control": cache_control(map_request.immutable, state.settings.latest_max_age)}
     if not_modified(request, tag):
         return Response(status_code=304, headers=headers)
-    info = pixel_info(request, map_request, *pixel_lonlat(map_request, i, j))
+    info = pixel_info(request, map_request, *pixel_lonlat(map_request, i, j), alert_filter)
     if info_format == "application/json":
         body = as_geojson(info)
     elif info_format == "text/html":

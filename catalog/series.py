@@ -1,0 +1,379 @@
+"""Per-pixel time series in the output catalog: index values per acquisition ("chunks") and the fitted model.
+
+A chunk holds the index values of the acquisitions one run absorbed (the history at fit time, or one update's new
+acquisitions) as an int16 COG, one band per acquisition (value * 10000, nodata -32768, band description = the
+acquisition key), pixel-interleaved in small blocks so that reading one pixel's series reads one block. Chunk names
+are derived from the tile, the settings that determine the values and the acquisition keys: a re-run after a crash
+finds the same name and reuses the file, so published chunks are never rewritten. The model asset of a report holds
+the per-pixel model coefficients and the threshold band (offsets from the prediction); its form is in the tags.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.io import MemoryFile
+from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_validate
+
+from catalog.atomic import atomic_path
+from catalog.errors import PublishError
+
+log = logging.getLogger(__name__)
+
+SERIES_DIR = "series"  # under the collection folder: series/<tile>/<chunk>.tif
+SCALE = 1e-4
+NODATA = -32768
+DATES_TAG = "NRT_ALERTS_DATES"
+MODEL_TAG = "NRT_ALERTS_MODEL"
+SERIES_KEY = "series"  # the report layer that carries a SeriesExport from the scheduler to the publisher
+MODEL_ASSET = "model"
+SERIES_ROLE = "time-series"
+MODEL_ROLE = "model"
+# A point read decompresses one block of every band: keep a block of a chunk under this many bytes.
+MAX_BLOCK_BYTES = 512 * 1024
+DAY = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class ModelForm:
+    """How to evaluate a published model: prediction(t) = design(t - lag_years) @ coefficients."""
+
+    monitor: str
+    trend: bool
+    harmonic_order: int
+    convention: str  # "nrt" (nrt.utils.build_regressors) or "ccdcnrt" (scheduler/ccdcnrt.py)
+    lag_years: float = 0.0
+    band: str = ""  # how lower/upper were derived, for humans
+
+    @property
+    def n_coef(self) -> int:
+        """Coefficients per pixel."""
+        return 1 + int(self.trend) + 2 * self.harmonic_order
+
+    def coefficient_names(self) -> list[str]:
+        """Band descriptions of the coefficients, in the convention's column order."""
+        names = ["intercept"] + (["trend"] if self.trend else [])
+        ks = range(1, self.harmonic_order + 1)
+        if self.convention == "nrt":  # nrt puts every cosine first, then every sine
+            return names + [f"cos{k}" for k in ks] + [f"sin{k}" for k in ks]
+        return names + [name for k in ks for name in (f"cos{k}", f"sin{k}")]
+
+    def describe(self) -> str:
+        """The model's formula in words (published in the asset and the docs)."""
+        if self.convention == "nrt":
+            time = (
+                "trend t = whole days since 1970-01-01 (nrt counts from 1970-01-01 plus 1970 ns, so a midnight "
+                "date counts one day less); harmonics of d = year + (date - Jan 1) / (Dec 31 - Jan 1); columns "
+                "1, t, cos(2 pi k d) for k = 1..K, then sin(2 pi k d) for k = 1..K"
+            )
+        else:
+            time = "t = years of 365.25 days since 1970-01-01; columns 1, t, then cos(2 pi k t), sin(2 pi k t) per k"
+        lag = f"; the expected value at t is the model at t - {self.lag_years:g} year" if self.lag_years else ""
+        return f"{time}{lag}"
+
+    def to_dict(self) -> dict:
+        """JSON form."""
+        return {
+            "monitor": self.monitor,
+            "trend": self.trend,
+            "harmonic_order": self.harmonic_order,
+            "convention": self.convention,
+            "lag_years": self.lag_years,
+            "coefficients": self.coefficient_names(),
+            "formula": self.describe(),
+            "band": self.band,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelForm:
+        """Parse the JSON form."""
+        return cls(
+            monitor=data["monitor"],
+            trend=bool(data["trend"]),
+            harmonic_order=int(data["harmonic_order"]),
+            convention=data["convention"],
+            lag_years=float(data.get("lag_years", 0.0)),
+            band=data.get("band", ""),
+        )
+
+    def design(self, times: Sequence[dt.datetime]) -> np.ndarray:
+        """The design matrix (len(times), n_coef) of naive UTC datetimes."""
+        if self.convention == "nrt":
+            return _nrt_design(times, self.trend, self.harmonic_order, self.lag_years)
+        return _ccdcnrt_design(times, self.trend, self.harmonic_order, self.lag_years)
+
+    def predict(self, coefficients: np.ndarray, times: Sequence[dt.datetime]) -> np.ndarray:
+        """The model's values at times for one pixel's coefficients."""
+        return self.design(times) @ np.asarray(coefficients, dtype=np.float64)
+
+
+def _nrt_design(times: Sequence[dt.datetime], trend: bool, order: int, lag_years: float) -> np.ndarray:
+    """nrt.utils.build_regressors, re-implemented so that readers need not import nrt."""
+    rows = []
+    for when in times:
+        if lag_years:
+            when = when.replace(year=when.year - int(lag_years))
+        row = [1.0]
+        if trend:
+            # nrt: (dates - pd.Timestamp(1970)).days, and pd.Timestamp(1970) is 1970 ns after the epoch.
+            ns = (when - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1) * 1000 - 1970
+            row.append(float(ns // (86400 * 10**9)))
+        start, end = dt.datetime(when.year, 1, 1), dt.datetime(when.year, 12, 31)
+        decimal = when.year + (when - start) / (end - start)
+        angles = [2 * np.pi * decimal * k for k in range(1, order + 1)]
+        rows.append(row + [np.cos(a) for a in angles] + [np.sin(a) for a in angles])
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), 1 + int(trend) + 2 * order)
+
+
+def _ccdcnrt_design(times: Sequence[dt.datetime], trend: bool, order: int, lag_years: float) -> np.ndarray:
+    """scheduler/ccdcnrt.py's design: years of 365.25 days since 1970, interleaved cos/sin pairs."""
+    years = np.array([(t - dt.datetime(1970, 1, 1)) / dt.timedelta(days=365.25) for t in times]) - lag_years
+    columns = [np.ones_like(years)] + ([years] if trend else [])
+    for k in range(1, order + 1):
+        columns += [np.cos(2 * np.pi * k * years), np.sin(2 * np.pi * k * years)]
+    return np.stack(columns, axis=-1).reshape(len(years), 1 + int(trend) + 2 * order)
+
+
+@dataclass
+class ModelExport:
+    """A monitor's fitted model per pixel: coefficients (k, rows, cols) and the band as offsets from the prediction."""
+
+    form: ModelForm
+    coefficients: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+@dataclass
+class SeriesExport:
+    """What a report publishes about series: the tile's chunk names (oldest first) and the current model."""
+
+    chunks: list[str] = field(default_factory=list)
+    model: ModelExport | None = None
+    monitoring_start: str | None = None  # YYYY-MM-DD, the first day after the history
+
+
+def tile_dir(collection_dir: Path, tile_id: str) -> Path:
+    """The folder of a tile's chunks."""
+    return collection_dir / SERIES_DIR / tile_id
+
+
+def chunk_name(tile_id: str, keys: Sequence[str], data_key: str) -> str:
+    """A chunk's file name: deterministic in the tile, the value-defining settings and the acquisitions."""
+    digest = hashlib.sha256(json.dumps([data_key, list(keys)]).encode()).hexdigest()[:10]
+    first, last = (k.replace("-", "").replace(":", "")[:15] for k in (keys[0], keys[-1]))
+    return f"{tile_id}-{first}-{last}-{digest}.tif"
+
+
+def _block(bands: int, rows: int, cols: int, itemsize: int) -> int:
+    """The largest block side (16 .. 256, power of two) whose pixel-interleaved block stays under MAX_BLOCK_BYTES."""
+    side = 256
+    while side > 16 and side * side * bands * itemsize > MAX_BLOCK_BYTES:
+        side //= 2
+    return side
+
+
+def _write_cog(
+    target: Path,
+    array: np.ndarray,
+    *,
+    crs: CRS,
+    transform: Affine,
+    nodata: float,
+    descriptions: Sequence[str],
+    tags: dict[str, str],
+    scale: float | None = None,
+) -> None:
+    """Write a (bands, rows, cols) array as a pixel-interleaved deflate COG (one nearest overview), atomically."""
+    bands, rows, cols = array.shape
+    profile = {
+        "driver": "GTiff",
+        "width": cols,
+        "height": rows,
+        "count": bands,
+        "dtype": array.dtype.name,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+        "interleave": "pixel",
+    }
+    side = _block(bands, rows, cols, array.dtype.itemsize)
+    with MemoryFile() as mem:
+        with mem.open(**profile, tiled=True, blockxsize=side, blockysize=side) as dst:
+            dst.write(array)
+            for i, text in enumerate(descriptions, start=1):
+                dst.set_band_description(i, text)
+            if scale is not None:
+                dst.scales = [scale] * bands
+            dst.update_tags(**tags)
+            # One nearest overview: COG readers expect one, and nearest keeps values (and nodata) exact.
+            dst.build_overviews([2], Resampling.nearest)
+        with mem.open() as src, atomic_path(target) as tmp:
+            # GTiff with COPY_SRC_OVERVIEWS writes the COG layout (what rio-cogeo does, without its per-window
+            # warping, which took several times longer on 100-band chunks). Deflate level 1: index values are
+            # noisy and barely compress better at higher levels, which cost 3 x the time.
+            rasterio.shutil.copy(
+                src,
+                str(tmp),
+                driver="GTiff",
+                COPY_SRC_OVERVIEWS="YES",
+                TILED="YES",
+                BLOCKXSIZE=side,
+                BLOCKYSIZE=side,
+                COMPRESS="DEFLATE",
+                ZLEVEL=1,
+                PREDICTOR=2 if array.dtype.kind in "iu" else 3,
+                INTERLEAVE="PIXEL",
+            )
+            valid, errors, _ = cog_validate(str(tmp), quiet=True)
+            if not valid:
+                raise PublishError(f"{target.name} is not a valid COG: {'; '.join(errors)}")
+
+
+def write_chunk(
+    collection_dir: Path,
+    tile_id: str,
+    keys: Sequence[str],
+    values: np.ndarray,
+    *,
+    crs: CRS,
+    transform: Affine,
+    data_key: str,
+    index: str,
+) -> str:
+    """Publish values (time, rows, cols) of the acquisitions `keys` as a chunk; return its name (reused if present)."""
+    if len(keys) != values.shape[0] or not keys:
+        raise PublishError(f"tile {tile_id}: a chunk needs one band per acquisition ({len(keys)} keys)")
+    name = chunk_name(tile_id, keys, data_key)
+    target = tile_dir(collection_dir, tile_id) / name
+    if target.exists() and chunk_dates(target) == list(keys):
+        return name  # written by a run that crashed before its state was saved, or a refit: identical content
+    scaled = np.full(values.shape, NODATA, dtype=np.int16)
+    for i in range(values.shape[0]):  # one acquisition at a time: no float64 copy of a whole history
+        band = np.asarray(values[i], dtype=np.float32)
+        ok = np.isfinite(band)
+        scaled[i][ok] = np.clip(np.rint(band[ok] / SCALE), NODATA + 1, 32767).astype(np.int16)
+    tags = {DATES_TAG: json.dumps(list(keys)), "NRT_ALERTS_TILE": tile_id, "NRT_ALERTS_INDEX": index}
+    _write_cog(target, scaled, crs=crs, transform=transform, nodata=NODATA, descriptions=keys, tags=tags, scale=SCALE)
+    return name
+
+
+def chunk_dates(path: Path) -> list[str]:
+    """The acquisition keys of a chunk, in band order."""
+    with rasterio.open(path) as src:
+        return json.loads(src.tags().get(DATES_TAG, "[]"))
+
+
+def write_model(target: Path, model: ModelExport, *, crs: CRS, transform: Affine) -> None:
+    """Publish a model: coefficient bands, then band_lower and band_upper (float32, NaN = not fitted)."""
+    array = np.concatenate(
+        [np.asarray(model.coefficients, np.float32), model.lower[np.newaxis], model.upper[np.newaxis]]
+    ).astype(np.float32)
+    names = [*model.form.coefficient_names(), "band_lower", "band_upper"]
+    tags = {MODEL_TAG: json.dumps(model.form.to_dict())}
+    _write_cog(target, array, crs=crs, transform=transform, nodata=float("nan"), descriptions=names, tags=tags)
+
+
+@dataclass(frozen=True)
+class PixelModel:
+    """One pixel's model: its form, coefficients, and the band offsets (lower <= 0 <= upper)."""
+
+    form: ModelForm
+    coefficients: np.ndarray
+    lower: float
+    upper: float
+
+
+def read_model(path: Path, row: int, col: int) -> PixelModel | None:
+    """The model at a pixel, None where it was not fitted."""
+    with rasterio.open(path) as src:
+        form = ModelForm.from_dict(json.loads(src.tags()[MODEL_TAG]))
+        values = src.read(window=Window(col, row, 1, 1))[:, 0, 0].astype(np.float64)
+    if not np.isfinite(values).all():
+        return None
+    return PixelModel(form, values[:-2], float(values[-2]), float(values[-1]))
+
+
+def read_observations(paths: Iterable[Path], row: int, col: int) -> list[tuple[str, float]]:
+    """A pixel's clear observations over chunks, sorted by date; a date in two chunks counts once (the later chunk)."""
+    by_key: dict[str, float | None] = {}
+    for path in paths:
+        with rasterio.open(path) as src:
+            keys = json.loads(src.tags().get(DATES_TAG, "[]"))
+            values = src.read(window=Window(col, row, 1, 1))[:, 0, 0]
+        for key, value in zip(keys, values, strict=True):
+            by_key[key] = None if int(value) == NODATA else round(float(value) * SCALE, 4)
+    return [(key, value) for key, value in sorted(by_key.items()) if value is not None]
+
+
+def parse_key(key: str) -> dt.datetime:
+    """An acquisition key as a naive UTC datetime."""
+    return dt.datetime.fromisoformat(key).replace(tzinfo=None)
+
+
+COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+
+
+def series_assets(
+    folder: Path, item_id: str, tile_id: str, series: SeriesExport | None, crs: CRS, transform: Affine
+) -> dict[str, dict]:
+    """Write a report's model COG into its item folder; return the item assets of the model and of every chunk."""
+    if series is None:
+        return {}
+    assets: dict[str, dict] = {}
+    if series.model is not None:
+        write_model(folder / f"{item_id}_{MODEL_ASSET}.tif", series.model, crs=crs, transform=transform)
+        assets[MODEL_ASSET] = {
+            "href": f"./{item_id}_{MODEL_ASSET}.tif",
+            "type": COG_MEDIA_TYPE,
+            "roles": ["data", MODEL_ROLE],
+            "title": "Fitted model and threshold band",
+            "description": "Per-pixel model coefficients (float32, one band each), then band_lower and band_upper: "
+            "the threshold band as offsets from the prediction. NaN where no model was fitted.",
+            "nrt:model": series.model.form.to_dict(),
+            "nrt:monitoring_start": series.monitoring_start,
+        }
+    collection_dir = folder.parent.parent
+    for n, name in enumerate(series.chunks):
+        path = tile_dir(collection_dir, tile_id) / name
+        if not path.is_file():
+            # A state restored or copied without its catalog: publish the alerts, never a dangling href.
+            log.warning("tile %s: series chunk %s named by the state is missing; not referenced", tile_id, name)
+            continue
+        keys = chunk_dates(path)
+        assets[f"{SERIES_KEY}-{n:04d}"] = {
+            "href": f"../../{path.relative_to(collection_dir).as_posix()}",  # item folder: items/<item>/
+            "type": COG_MEDIA_TYPE,
+            "roles": ["data", SERIES_ROLE],
+            "title": f"Index values {keys[0][:10]} .. {keys[-1][:10]} ({len(keys)} acquisitions)",
+            "nrt:series_start": keys[0],
+            "nrt:series_end": keys[-1],
+            "nrt:series_count": len(keys),
+        }
+    return assets
+
+
+def item_series(item: dict, item_dir: Path) -> tuple[Path | None, list[Path]]:
+    """The model file and chunk files an item references (paths resolved beside the item JSON)."""
+    model = None
+    chunks = []
+    for _key, asset in sorted(item.get("assets", {}).items()):
+        roles = asset.get("roles", [])
+        if MODEL_ROLE in roles:
+            model = (item_dir / asset["href"]).resolve()
+        elif SERIES_ROLE in roles:
+            chunks.append((item_dir / asset["href"]).resolve())
+    return model, chunks
