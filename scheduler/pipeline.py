@@ -148,7 +148,7 @@ class Pipeline:
         )
         self.cfg.output.state_dir.mkdir(parents=True, exist_ok=True)
         with file_lock(self._lock(tile)):
-            save_state(state, self.tile_state_path(tile))
+            save_state(state, self.tile_state_path(tile), generations=self.cfg.output.state_generations)
         monitored = int((monitor.monitor.mask == 1).sum())
         log.info(
             "tile %s: fitted %s on %d acquisitions, %d of %d pixels monitored",
@@ -201,7 +201,7 @@ class Pipeline:
                     ", ".join(outcome.skipped_late),
                 )
             if outcome.absorbed:
-                save_state(state, self.tile_state_path(tile))
+                save_state(state, self.tile_state_path(tile), generations=self.cfg.output.state_generations)
                 log.info(
                     "tile %s: absorbed %d acquisition(s) %s .. %s",
                     tile.id,
