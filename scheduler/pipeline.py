@@ -246,7 +246,10 @@ class Pipeline:
             key = meta_last_key(meta)
             when = dt.datetime.fromisoformat(key).replace(tzinfo=dt.UTC) if key else None
             if when is not None and (tile.id not in published or published[tile.id] < when):
-                stale.append(load_state(self.tile_state_path(tile)))
+                try:
+                    stale.append(load_state(self.tile_state_path(tile)))
+                except StateError as exc:  # readable metadata, damaged arrays: the other tiles still publish
+                    log.error("tile %s: not published: %s", tile.id, exc)
         return stale
 
     def publish(self, tiles: list[Tile]) -> Publication | None:
