@@ -64,3 +64,14 @@ def write_json(target: Path, obj: Any) -> None:
 def is_temp(path: Path) -> bool:
     """True for leftovers of an interrupted atomic write."""
     return path.name.startswith(".") and ".tmp" in path.name
+
+
+def remove_temps(folder: Path) -> list[Path]:
+    """Delete leftovers of interrupted atomic writes in `folder`; only call it holding the folder's writer lock."""
+    try:
+        leftovers = [p for p in Path(folder).iterdir() if is_temp(p) and p.is_file()]
+    except FileNotFoundError:
+        return []
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers

@@ -105,7 +105,11 @@ class Publisher:
             return None
         now = now or dt.datetime.now(dt.UTC)
         index = read_index(self.layout)
-        items = [self._write_item(report, now) for report in reports]
+        # Leftovers of a publication killed midway (we hold the lock, so no writer owns them).
+        for folder in (self.layout.root, self.layout.collection_dir):
+            atomic.remove_temps(folder)
+        published = {item_id for p in index.publications for item_id in p.items.values()}
+        items = [self._write_item(report, now, published) for report in reports]
         previous = index.latest
         tile_items = dict(previous.items) if previous else {}
         for report, item in zip(reports, items, strict=True):
@@ -132,15 +136,17 @@ class Publisher:
             version = f"{base}-{n}"
         return version
 
-    def _write_item(self, report: TileReport, now: dt.datetime) -> dict:
-        """Write one report's COGs and thumbnail, then its item JSON (immutable, never overwritten)."""
+    def _write_item(self, report: TileReport, now: dt.datetime, published: set[str]) -> dict:
+        """Write one report's COGs and thumbnail, then its item JSON (immutable once published, never overwritten)."""
         base_id = item_id_for(report.tile_id, report.datetime)
         item_id, n = base_id, 1
-        while self.layout.item_path(item_id).exists():
+        # An item no publication names is what a killed publication left: rewrite it rather than add a twin.
+        while item_id in published and self.layout.item_path(item_id).exists():
             n += 1
             item_id = f"{base_id}-{n}"
         folder = self.layout.item_path(item_id).parent
         folder.mkdir(parents=True, exist_ok=True)
+        atomic.remove_temps(folder)
         height, width = report.shape
         layers = dict(report.layers)
         series = layers.pop(SERIES_KEY, None)
@@ -228,6 +234,7 @@ class Publisher:
         mosaics = {}
         for layer in PUBLISHED_LAYERS:
             target = self.layout.mosaic_path(version, layer.asset)
+            atomic.remove_temps(target.parent)
             sources = [self._mosaic_source(item_id, layer) for _, item_id in sorted(tile_items.items())]
             write_vrt(target, self.grid, layer, sources)
             mosaics[layer.asset] = target.relative_to(self.layout.collection_dir).as_posix()

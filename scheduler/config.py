@@ -285,6 +285,9 @@ class OutputConfig(_Section):
 
     dir: Path = Path("data/output")
     collection_title: str = "Forest disturbance alerts"
+    state_generations: Annotated[int, Field(ge=0)] = Field(
+        default=3, description="Earlier state files kept per tile for `nrt-alerts restore` (0: none)"
+    )
 
     @property
     def state_dir(self) -> Path:

@@ -164,7 +164,7 @@ class Pipeline:
         )
         self.cfg.output.state_dir.mkdir(parents=True, exist_ok=True)
         with file_lock(self._lock(tile)):
-            save_state(state, self.tile_state_path(tile))
+            save_state(state, self.tile_state_path(tile), generations=self.cfg.output.state_generations)
         monitored = int((monitor.monitor.mask == 1).sum())
         log.info(
             "tile %s: fitted %s on %d acquisitions, %d of %d pixels monitored",
@@ -228,7 +228,7 @@ class Pipeline:
                 )
             if outcome.absorbed:
                 record_series(state.monitor, tile, data, outcome.absorbed, self.cfg)
-                save_state(state, self.tile_state_path(tile))
+                save_state(state, self.tile_state_path(tile), generations=self.cfg.output.state_generations)
                 log.info(
                     "tile %s: absorbed %d acquisition(s) %s .. %s",
                     tile.id,
@@ -281,7 +281,10 @@ class Pipeline:
             key = meta_last_key(meta)
             when = dt.datetime.fromisoformat(key).replace(tzinfo=dt.UTC) if key else None
             if when is not None and (tile.id not in published or published[tile.id] < when):
-                stale.append(load_state(self.tile_state_path(tile)))
+                try:
+                    stale.append(load_state(self.tile_state_path(tile)))
+                except StateError as exc:  # readable metadata, damaged arrays: the other tiles still publish
+                    log.error("tile %s: not published: %s", tile.id, exc)
         return stale
 
     def publish(self, tiles: list[Tile]) -> Publication | None:

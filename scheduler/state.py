@@ -1,11 +1,14 @@
 """A tile's monitor state on disk: one NetCDF file, so state and record of absorbed acquisitions commit together.
 
-The file holds nrt's arrays, our run bookkeeping, the georeference and the list of absorbed acquisitions.
+The file holds nrt's arrays, our run bookkeeping, the georeference and the list of absorbed acquisitions, and a
+SHA-256 of all of it (arrays as stored, coordinates and the metadata), checked on every load. Arrays are
+compressed (zlib + shuffle); fit-time float64 arrays are stored as float32 (see COMPACT_DTYPE).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -18,14 +21,22 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from catalog.atomic import atomic_path
+from scheduler import backups
 from scheduler.errors import NotFittedError, StateError
 from scheduler.monitors import EXTRA_LAYERS, MONITOR_CLASSES, MonitorState
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checksum and float32 storage; version 1 files (no checksum) are still read
+READABLE_FORMATS = (1, 2)
 META_ATTR = "nrt_alerts"
+CHECKSUM_ATTR = "nrt_alerts_sha256"
+DTYPE_ATTR = "nrt_alerts_dtype"  # the in-memory dtype of an array stored narrower
 EXTRA_PREFIX = "extra_"
+# float64 arrays of nrt's state (IQR's q25/q75, EWMA's boundary, MoSum's residual window, CCDC-NRT's beta) are
+# stored as float32 and read back as float64: they derive from reflectances quantised at 1e-4, and float32's
+# relative rounding (6e-8) is far below that. The only float64 arrays kept are the x/y coordinates (georeference).
+COMPACT_DTYPE = np.dtype("float32")
 
 
 @dataclass
@@ -59,6 +70,30 @@ def state_path(state_dir: Path, tile_id: str) -> Path:
     return state_dir / f"{tile_id}.nc"
 
 
+def lock_path(state_dir: Path, tile_id: str) -> Path:
+    """The lock serialising writers of a tile's state (the pipeline's and restore's)."""
+    return state_dir / f".{tile_id}.lock"
+
+
+def _stored(value: np.ndarray) -> tuple[np.ndarray, dict[str, str]]:
+    """The array as written, and the attributes that restore its in-memory dtype."""
+    if value.dtype == np.float64:
+        return value.astype(COMPACT_DTYPE), {DTYPE_ATTR: value.dtype.name}
+    return value, {}
+
+
+def checksum(ds: xr.Dataset) -> str:
+    """SHA-256 of a state's content: every variable's name, dtype, shape and bytes, the coordinates, the metadata."""
+    digest = hashlib.sha256()
+    for name in sorted(ds.variables):
+        values = np.ascontiguousarray(ds[name].values)
+        restore_as = ds[name].attrs.get(DTYPE_ATTR, "")
+        digest.update(f"{name}|{values.dtype.str}|{values.shape}|{restore_as}|".encode())
+        digest.update(values.tobytes())
+    digest.update(ds.attrs[META_ATTR].encode("utf-8"))
+    return digest.hexdigest()
+
+
 def _to_dataset(state: TileState) -> xr.Dataset:
     """Serialise: arrays become variables, scalars go to the JSON metadata attribute."""
     monitor = state.monitor.monitor
@@ -68,9 +103,11 @@ def _to_dataset(state: TileState) -> xr.Dataset:
         if name in ("x", "y"):
             continue
         if isinstance(value, np.ndarray) and value.ndim == 2:
-            variables[name] = (("y", "x"), value)
+            stored, attrs = _stored(value)
+            variables[name] = (("y", "x"), stored, attrs)
         elif isinstance(value, np.ndarray) and value.ndim == 3:
-            variables[name] = ((f"{name}_k", "y", "x"), value)
+            stored, attrs = _stored(value)
+            variables[name] = ((f"{name}_k", "y", "x"), stored, attrs)
         elif isinstance(value, np.generic):
             scalars[name] = value.item()  # numpy scalars lose their type in NetCDF attributes
         elif value is None or isinstance(value, bool | int | float | str):
@@ -95,31 +132,138 @@ def _to_dataset(state: TileState) -> xr.Dataset:
     }
     ds = xr.Dataset(variables, coords={"x": monitor.x, "y": monitor.y})
     ds.attrs[META_ATTR] = json.dumps(meta)
+    ds.attrs[CHECKSUM_ATTR] = checksum(ds)
     return ds
 
 
-def save_state(state: TileState, path: Path) -> None:
-    """Write the state atomically (temp file, fsync, rename); a crash leaves the previous state intact."""
+def save_state(state: TileState, path: Path, *, generations: int = 0) -> None:
+    """Write the state atomically (temp file, fsync, rename); a crash leaves the previous state intact.
+
+    With `generations` > 0 the file being replaced is kept as a generation first, and only the newest
+    `generations` of them are kept afterwards.
+    """
     state.updated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     ds = _to_dataset(state)
-    encoding = {name: {"zlib": True, "complevel": 4} for name in ds.data_vars}
+    # No _FillValue: NaN stays NaN bit for bit and integer arrays keep every value, so the checksum holds.
+    encoding: dict[str, dict[str, Any]] = {
+        name: {"zlib": True, "complevel": 4, "shuffle": True, "_FillValue": None} for name in ds.data_vars
+    }
+    encoding.update({name: {"_FillValue": None} for name in ds.coords})
+    # Temp files of a save killed midway; the caller holds the tile's lock, so none of them is being written.
+    for leftover in path.parent.glob(f".{path.stem}.*.tmp{path.suffix}"):
+        leftover.unlink(missing_ok=True)
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        if generations > 0:
+            backups.keep_current(path)
+    if generations > 0:
+        backups.prune(path, generations)
 
 
-def _open(path: Path, *, arrays: bool) -> tuple[xr.Dataset, dict[str, Any]]:
-    """Open a state file and check its metadata; load the arrays only when asked."""
+class BadStateFile(StateError):
+    """A state file that is missing, unreadable or corrupt; `cause` says which, without the path."""
+
+    def __init__(self, path: Path, cause: str) -> None:
+        super().__init__(f"state {path} {cause}")
+        self.cause = cause
+
+
+def _read(path: Path, *, arrays: bool) -> tuple[xr.Dataset, dict[str, Any]]:
+    """Open a state file, verify its checksum when the arrays are read, and parse its metadata."""
     if not path.exists():
         raise NotFittedError(f"no state at {path}: run `nrt-alerts fit` first")
     try:
         with xr.open_dataset(path, engine="netcdf4") as opened:
             ds = opened.load() if arrays else opened
-            meta = json.loads(ds.attrs[META_ATTR])
-    except (OSError, ValueError, KeyError) as exc:
-        raise StateError(f"state {path} is unreadable: {exc}") from exc
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise StateError(f"state {path} has format {meta.get('format_version')}, expected {FORMAT_VERSION}")
+            raw = ds.attrs[META_ATTR]
+            stored = ds.attrs.get(CHECKSUM_ATTR)
+            actual = checksum(ds) if arrays and stored is not None else None
+    except Exception as exc:  # HDF5 reports truncation and damaged chunks as RuntimeError, OSError, KeyError...
+        raise BadStateFile(path, f"is unreadable: {type(exc).__name__}: {exc}") from exc
+    if actual is not None and actual != stored:
+        raise BadStateFile(path, f"is corrupt: checksum mismatch (stored {stored[:12]}, content {actual[:12]})")
+    try:
+        meta = json.loads(raw)
+    except ValueError as exc:
+        raise BadStateFile(path, f"is unreadable: its metadata is not JSON: {exc}") from exc
+    if meta.get("format_version") not in READABLE_FORMATS:
+        raise BadStateFile(path, f"has format {meta.get('format_version')}, expected {FORMAT_VERSION}")
+    if arrays and stored is None and meta["format_version"] >= 2:
+        raise BadStateFile(path, "is corrupt: its checksum is missing")
     return ds, meta
+
+
+def _open(path: Path, *, arrays: bool) -> tuple[xr.Dataset, dict[str, Any]]:
+    """_read, with a failure turned into a message naming the tile and the newest good generation."""
+    try:
+        return _read(path, arrays=arrays)
+    except StateError as exc:
+        raise _explain(path, exc) from exc
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One kept version of a tile's state: 0 is the current file, 1 the newest earlier one, and so on."""
+
+    number: int
+    path: Path
+    problem: str | None  # None: readable and its checksum matches
+    meta: dict[str, Any] | None
+
+    @property
+    def ok(self) -> bool:
+        """Readable, checksum verified."""
+        return self.problem is None
+
+    @property
+    def last_key(self) -> str | None:
+        """Its newest acquisition."""
+        return meta_last_key(self.meta) if self.meta else None
+
+
+def check_file(path: Path, number: int = 0) -> Generation:
+    """Read a state file completely and verify it; the problem found, if any, is in `problem`."""
+    try:
+        _, meta = _read(path, arrays=True)
+    except BadStateFile as exc:
+        return Generation(number, path, exc.cause, None)
+    except NotFittedError:
+        return Generation(number, path, "is missing", None)
+    return Generation(number, path, None, meta)
+
+
+def generations(path: Path) -> list[Generation]:
+    """The current state file (generation 0) and every kept earlier one, each verified."""
+    found = [check_file(path, 0)]
+    found += [check_file(p, n) for n, p in enumerate(backups.generation_paths(path), start=1)]
+    return found
+
+
+def newest_good(path: Path) -> Generation | None:
+    """The newest earlier generation that reads and verifies."""
+    for n, p in enumerate(backups.generation_paths(path), start=1):
+        generation = check_file(p, n)
+        if generation.ok:
+            return generation
+    return None
+
+
+def _explain(path: Path, exc: StateError) -> StateError:
+    """The error for a bad state file: which tile, what is wrong, and the generation to restore (if any)."""
+    tile = path.stem
+    kept = backups.generation_paths(path)
+    if isinstance(exc, NotFittedError) and not kept:
+        return exc
+    cause = f"state {path} is missing" if isinstance(exc, NotFittedError) else str(exc)
+    good = newest_good(path)
+    if good is None:
+        advice = f"no good earlier generation is kept: run `nrt-alerts fit --tile {tile}` again"
+    else:
+        advice = (
+            f"the newest good generation is {good.number} (last acquisition {good.last_key}): "
+            f"run `nrt-alerts restore --tile {tile} --generation {good.number}`"
+        )
+    return StateError(f"tile {tile}: {cause}; {advice}")
 
 
 def read_state_meta(path: Path) -> dict[str, Any]:
@@ -145,7 +289,7 @@ def load_state(path: Path) -> TileState:
             key = name.removeprefix(EXTRA_PREFIX)
             extras[key] = var.values.astype(EXTRA_LAYERS[key], copy=False)
         else:
-            attrs[name] = var.values
+            attrs[name] = var.values.astype(var.attrs.get(DTYPE_ATTR, var.dtype), copy=False)
     attrs["x"] = ds["x"].values
     attrs["y"] = ds["y"].values
     vars(monitor).update(attrs)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from catalog.errors import CatalogError
 from catalog.runs import RunLog
+from scheduler.backups import generation_paths
 from scheduler.clock import clock_from_config, utc
 from scheduler.config import Config, load_config
 from scheduler.demo.spec import SCENARIOS
-from scheduler.errors import ConfigError, NotFittedError, NrtAlertsError
+from scheduler.errors import ConfigError, NotFittedError, NrtAlertsError, StateError
 from scheduler.grid import select_tiles
 from scheduler.jobs import record_run
 from scheduler.logs import setup_logging
@@ -92,7 +93,7 @@ def _run_update(args: argparse.Namespace, kind: str) -> int:
     pipeline = Pipeline(cfg)
     tiles = select_tiles(pipeline.tiles, args.tile)
     until = _parse_until(args.until) or clock_from_config(cfg.clock).now()
-    if not any(pipeline.tile_state_path(t).exists() for t in tiles):
+    if not any(pipeline.tile_state_path(t).exists() or generation_paths(pipeline.tile_state_path(t)) for t in tiles):
         # Nothing fitted at all is an operator mistake, not a per-tile failure: say so once.
         raise NotFittedError(f"no fitted monitor state in {cfg.output.state_dir}: run `nrt-alerts fit` first")
     started = dt.datetime.now(dt.UTC)
@@ -219,6 +220,52 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if runs[-1].outcome in ("ok", "skipped") else 1
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    """List a tile's kept state generations, or make one of them the current state again."""
+    from catalog.locking import file_lock
+    from scheduler.backups import restore_file
+    from scheduler.state import generations, lock_path, state_path
+
+    cfg = load_config(args.config)
+    [tile] = select_tiles(Pipeline(cfg).tiles, [args.tile])
+    path = state_path(cfg.output.state_dir, tile.id)
+    with file_lock(lock_path(cfg.output.state_dir, tile.id)):
+        found = generations(path)
+        if args.list:
+            sys.stdout.write(f"{'gen':>3} {'checksum':8} {'last acquisition':19} {'absorbed':>8} {'saved':25} file\n")
+            for g in found:
+                status = "ok" if g.ok else "BAD"
+                last = g.last_key or "-"
+                absorbed = len(g.meta["absorbed"]) if g.meta else 0
+                saved = (g.meta or {}).get("updated") or "-"
+                detail = "" if g.ok else f" ({g.problem})"
+                sys.stdout.write(f"{g.number:3d} {status:8} {last:19} {absorbed:8d} {saved:25} {g.path}{detail}\n")
+            return 0
+        earlier = found[1:]
+        if not earlier:
+            raise StateError(f"tile {tile.id}: no earlier state generation is kept in {cfg.output.state_dir}")
+        if args.generation is None:
+            chosen = next((g for g in earlier if g.ok), None)
+            if chosen is None:
+                raise StateError(f"tile {tile.id}: no kept generation verifies: run `nrt-alerts fit --tile {tile.id}`")
+        else:
+            if not 1 <= args.generation <= len(earlier):
+                raise StateError(f"tile {tile.id}: --generation must be 1..{len(earlier)} (see --list)")
+            chosen = earlier[args.generation - 1]
+            if not chosen.ok:
+                raise StateError(f"tile {tile.id}: generation {chosen.number} {chosen.problem}; see --list")
+        aside = restore_file(path, chosen.path)
+    kept = f"; the replaced file is kept as {aside}" if aside else ""
+    log.info(
+        "tile %s: restored generation %d (last acquisition %s)%s; the next update absorbs what came after it",
+        tile.id,
+        chosen.number,
+        chosen.last_key,
+        kept,
+    )
+    return 0
+
+
 def cmd_accuracy(args: argparse.Namespace) -> int:
     """Run every monitor on every demo scenario and regenerate the accuracy report (docs/accuracy.md)."""
     from scheduler.evaluation.matrix import write_accuracy_doc
@@ -300,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("status", help=cmd_status.__doc__))
     p.add_argument("--limit", type=int, default=20, help="How many runs to show (default: 20)")
     p.set_defaults(func=cmd_status)
+    p = with_config(sub.add_parser("restore", help=cmd_restore.__doc__))
+    p.add_argument("--tile", required=True, help="The tile id, e.g. r000c000")
+    p.add_argument("--generation", type=int, help="1 = the newest earlier state (default: the newest that verifies)")
+    p.add_argument("--list", action="store_true", help="List the generations and their checksum status")
+    p.set_defaults(func=cmd_restore)
     p = sub.add_parser("accuracy", help=cmd_accuracy.__doc__)
     p.add_argument("--out", default="docs/accuracy.md", help="The report (its JSON goes beside it)")
     p.add_argument("--work", default="accuracy-work", help="Where the scenario archives and runs go")
