@@ -6,6 +6,7 @@ import os
 
 import pytest
 import schemathesis
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance
@@ -60,3 +61,12 @@ def test_every_operation_is_fuzzed(api_schema: schemathesis.BaseSchema) -> None:
     assert len(operations) >= 20
     assert {"POST /admin/run", "POST /admin/reload", "GET /wms", "GET /point/{lon},{lat}"} <= operations
     assert "GET /layers/{layer}/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}" in operations
+
+
+def test_points_outside_the_crs_domain_are_not_found(static_run: DemoRun) -> None:
+    """Found by the fuzzer: PROJ cannot put 66 degrees west into UTM 33N at all, which was a 500."""
+    client = TestClient(create_app(ServerSettings(stac_dir=static_run.cfg.output.stac_dir)))
+    for path in ("/point/-66.0,0.0", "/layers/alerts/point/-66.0,0.0", "/layers/alert-magnitude/point/-120,10"):
+        response = client.get(path)
+        assert response.status_code == 404, (path, response.text)
+        assert response.json()["detail"].startswith("Point is outside dataset bounds")
