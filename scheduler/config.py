@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -317,6 +318,23 @@ class ServerConfig(_Section):
         description="/healthz answers 503 when the last successful run is older (default: 3 x the schedule "
         "interval while the scheduler runs)",
     )
+    # repr=False: the token never shows in a printed or logged config.
+    admin_token: str | None = Field(default=None, repr=False, description="Bearer token of /admin (none: disabled)")
+    admin_token_file: Path | None = Field(default=None, description="A file holding the admin token (Docker secret)")
+    trusted_proxies: list[str] = Field(
+        default=["127.0.0.1", "::1"], description="Peers whose X-Forwarded-* headers are honoured: IPs, CIDRs, '*'"
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry.strip() != "*":
+                try:
+                    ipaddress.ip_network(entry.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an IP address or CIDR block (e.g. 10.0.0.0/8)") from None
+        return value
 
 
 class LoggingConfig(_Section):
@@ -377,6 +395,8 @@ class Config(BaseSettings):
             updates["forest_mask"] = self.forest_mask.model_copy(update={"path": mask})
         if out := absolute(self.output.dir):
             updates["output"] = self.output.model_copy(update={"dir": out})
+        if token_file := absolute(self.server.admin_token_file):
+            updates["server"] = self.server.model_copy(update={"admin_token_file": token_file})
         return self.model_copy(update=updates)
 
 

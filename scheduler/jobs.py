@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import threading
 from collections.abc import Iterator
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -54,11 +55,14 @@ class UpdateJob:
         self.schedule = schedule
         self.lock_path = pipeline.cfg.output.dir / ".update.lock"
         self.run_log = RunLog(pipeline.cfg.output.run_log)
+        # One run at a time in this process, scheduled or triggered (the file lock covers other processes).
+        self._busy = threading.Lock()
+        self._triggered: threading.Thread | None = None
 
-    def run_once(self) -> RunResult | None:
+    def run_once(self, started: dt.datetime | None = None) -> RunResult | None:
         """Absorb what arrived up to the clock's now and publish; None when another process is running."""
         until = self.clock.now()
-        started = dt.datetime.now(dt.UTC)
+        started = started or dt.datetime.now(dt.UTC)
         try:
             with file_lock(self.lock_path, timeout=0):
                 try:
@@ -90,12 +94,26 @@ class UpdateJob:
         )
         return result
 
-    def _run_safely(self) -> None:
+    def _run_safely(self, started: dt.datetime | None = None) -> None:
         """Scheduler entry point: a failed run is logged, and the next one tries again."""
+        if started is None and not self._busy.acquire(blocking=False):
+            log.info("scheduled update skipped: a triggered run is in progress")
+            return
         try:
-            self.run_once()
+            self.run_once(started)
         except Exception:
             log.exception("update run failed; the next run will retry")
+        finally:
+            self._busy.release()
+
+    def trigger_now(self) -> str | None:
+        """Start a run in the background now; its id (its `started` in the run history), None if one is running."""
+        if not self._busy.acquire(blocking=False):
+            return None
+        started = dt.datetime.now(dt.UTC)
+        self._triggered = threading.Thread(target=self._run_safely, args=(started,), name="update-triggered")
+        self._triggered.start()
+        return started.isoformat(timespec="seconds")
 
     @contextlib.contextmanager
     def running(self) -> Iterator[BackgroundScheduler]:
@@ -117,4 +135,6 @@ class UpdateJob:
             yield scheduler
         finally:
             scheduler.shutdown(wait=True)
+            if self._triggered is not None:
+                self._triggered.join()
             log.info("scheduler stopped")

@@ -14,16 +14,18 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
+from server.auth import load_admin_token
 from server.caching import CachingMiddleware
 from server.errors import add_exception_handlers
-from server.proxy import PublicURLMiddleware
+from server.proxy import ForwardedHeadersMiddleware, PublicURLMiddleware
 from server.reader import guarded_reader
 from server.registry import LayerRegistry
-from server.routers import alerts, health, pages, point, series, stac, wmts
+from server.routers import admin, alerts, health, pages, point, series, stac, wmts
+from server.routers.admin import AdminActions
 from server.routers.pages import STATIC_DIR
 from server.routers.stac import catalog_files
 from server.routers.tiles import layer_tiler
-from server.settings import ServerSettings
+from server.settings import ServerSettings, parse_networks
 from server.wms import router as wms_router
 from server.wms.errors import WMSException, exception_response
 
@@ -58,8 +60,10 @@ def refused_value(name: str, value: str) -> str | None:
     return None
 
 
-def create_app(settings: ServerSettings | None = None, services: Sequence[Service] = ()) -> FastAPI:
-    """Build the app around a published STAC folder; `services` run for the app's lifetime."""
+def create_app(
+    settings: ServerSettings | None = None, services: Sequence[Service] = (), admin_actions: AdminActions | None = None
+) -> FastAPI:
+    """Build the app around a published STAC folder; `services` run while it runs; /admin/run calls `admin_actions`."""
     settings = settings or ServerSettings()
 
     @contextlib.asynccontextmanager
@@ -78,6 +82,8 @@ def create_app(settings: ServerSettings | None = None, services: Sequence[Servic
     app.state.started = dt.datetime.now(dt.UTC)
     app.state.registry = LayerRegistry(settings.stac_dir)
     app.state.reader = guarded_reader(settings.stac_dir)
+    app.state.admin_token = load_admin_token(settings)
+    app.state.admin_actions = admin_actions
 
     tiler = layer_tiler(settings.stac_dir)
     app.include_router(tiler.router, prefix="/layers/{layer}", tags=["Layers"])
@@ -88,6 +94,8 @@ def create_app(settings: ServerSettings | None = None, services: Sequence[Servic
     app.include_router(pages.router)
     app.include_router(wmts.router)
     app.include_router(wms_router)
+    # Disabled admin endpoints still answer (403 with the reason) but are not advertised.
+    app.include_router(admin.router, include_in_schema=app.state.admin_token is not None)
     # Before the /stac mount: catalog JSON is served by a route (links added), every other file by the mount.
     app.include_router(stac.router)
     app.mount("/stac", catalog_files(settings.stac_dir), name="stac")
@@ -123,4 +131,8 @@ def create_app(settings: ServerSettings | None = None, services: Sequence[Servic
     )
     if settings.public_url:
         app.add_middleware(PublicURLMiddleware, public_url=settings.public_url)
+    # Outermost: forged forwarded headers are gone before anything reads them; a public_url is the operator's
+    # word, so then no peer's forwarded headers count.
+    trusted = () if settings.public_url else parse_networks(settings.trusted_proxies)
+    app.add_middleware(ForwardedHeadersMiddleware, trusted=trusted)
     return app

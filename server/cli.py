@@ -119,6 +119,8 @@ def serve(cfg: Config, *, host: str, port: int, scheduler: bool) -> int:
 
     from scheduler.jobs import UpdateJob
     from server.app import create_app
+    from server.auth import AdminTokenError
+    from server.routers.admin import AdminActions
     from server.settings import ServerSettings
 
     runs_scheduler = scheduler and cfg.schedule.enabled
@@ -131,15 +133,24 @@ def serve(cfg: Config, *, host: str, port: int, scheduler: bool) -> int:
         cors_origins=cfg.server.cors_origins,
         run_log=cfg.output.run_log,
         healthz_max_age_seconds=max_age,
+        admin_token=cfg.server.admin_token,
+        admin_token_file=cfg.server.admin_token_file,
+        trusted_proxies=cfg.server.trusted_proxies,
     )
     services = []
+    actions = None
     if runs_scheduler:
         job = UpdateJob(Pipeline(cfg), clock_from_config(cfg.clock), cfg.schedule)
         services.append(job.running)
-    app = create_app(settings, services)
+        actions = AdminActions(trigger_run=job.trigger_now)
+    try:
+        app = create_app(settings, services, actions)
+    except AdminTokenError as exc:
+        raise ConfigError(str(exc)) from exc
     log.info("serving http://%s:%d/ (map), /layers, /stac/catalog.json", host, port)
     # One worker: the scheduler lives in this process (N workers would run every job N times).
-    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)
+    # proxy_headers=False: the app honours X-Forwarded-* itself, from server.trusted_proxies only.
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
     return 0
 
 

@@ -6,6 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioIOError
 from rio_tiler.errors import InvalidBandName, InvalidExpression, PointOutsideBounds, TileOutsideBounds
 from starlette import status
@@ -40,8 +41,21 @@ STATUS_CODES: dict[type[Exception], int] = {
 }
 
 
+# PROJ cannot transform some points into a layer's CRS at all (e.g. 66 degrees west into UTM 33N): not found there.
+OUTSIDE_DOMAIN = "outside of projection domain"
+
+
+async def gdal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A GDAL/PROJ error escaping a reader: a point its CRS cannot represent is 404, anything else a logged 500."""
+    if OUTSIDE_DOMAIN in str(exc).lower():
+        return JSONResponse({"detail": "Point is outside dataset bounds (outside its CRS's domain)"}, status_code=404)
+    log.error("%s %s: GDAL error: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": "the layer could not be read"}, status_code=500)
+
+
 def add_exception_handlers(app: FastAPI) -> None:
     """Answer every mapped exception with its status and a one-line reason, never a traceback."""
+    app.add_exception_handler(CPLE_BaseError, gdal_error)
     for exc_type, code in STATUS_CODES.items():
 
         async def handler(request: Request, exc: Exception, code: int = code) -> JSONResponse:

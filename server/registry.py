@@ -43,6 +43,12 @@ class LayerRegistry:
                 self._stamp = stamp
             return self._index
 
+    def reload(self) -> PublicationIndex:
+        """Re-read the publication index now, whatever its file's stamp says."""
+        with self._lock:
+            self._stamp = None
+        return self.index()
+
     @property
     def layers(self) -> tuple[LayerSpec, ...]:
         """Every layer name the server knows."""

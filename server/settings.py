@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A reverse proxy on the same host is the usual setup; anything else must be named (as uvicorn's default).
+DEFAULT_TRUSTED_PROXIES = ("127.0.0.1", "::1")
+
+
+def parse_networks(values: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """IP addresses and CIDR blocks ('*' = every address) as networks; ValueError names a bad entry."""
+    networks = []
+    for value in values:
+        if value.strip() == "*":
+            networks += [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
+            continue
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address or CIDR block (e.g. 10.0.0.0/8)") from None
+    return tuple(networks)
 
 
 class ServerSettings(BaseSettings):
@@ -22,6 +40,20 @@ class ServerSettings(BaseSettings):
     healthz_max_age_seconds: float | None = Field(
         default=None, description="/healthz answers 503 when the last successful run is older than this"
     )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token of the /admin endpoints (none: they are disabled)"
+    )
+    admin_token_file: Path | None = Field(default=None, description="A file holding the token (Docker secrets)")
+    trusted_proxies: list[str] = Field(
+        default=list(DEFAULT_TRUSTED_PROXIES),
+        description="Peers (IPs, CIDRs, '*') whose X-Forwarded-Proto/-Host/-Prefix/-For headers are honoured",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)
+        return value
 
     @property
     def run_log_path(self) -> Path:
