@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import warnings
 
@@ -11,6 +12,7 @@ import pystac
 import xarray as xr
 from odc.stac import load as odc_load
 
+from scheduler.clock import utc
 from scheduler.config import INDEX_BANDS, Config
 from scheduler.errors import SourceError
 from scheduler.grid import Tile
@@ -86,3 +88,23 @@ def load_index_and_bands(
     index.name = cfg.index.name
     extra = {role: bands[role].drop_vars([c for c in bands[role].coords if c not in keep]) for role in extra_roles}
     return index, extra
+
+
+def _solar_day(item: pystac.Item, lon: float) -> dt.date:
+    """The solar day odc-stac groups an item into (its offset is snapped to whole hours, as odc-stac does)."""
+    return (utc(item.datetime) + dt.timedelta(seconds=int(lon / 15) * 3600)).date()
+
+
+def acquisitions(items: list[pystac.Item], tile: Tile) -> list[tuple[str, list[pystac.Item]]]:
+    """The items grouped by acquisition (solar day, as the loader groups them), each with its expected key."""
+    ((lon, _),) = tile.geobox.extent.centroid.to_crs("epsg:4326").points
+    groups: dict[dt.date, list[pystac.Item]] = {}
+    for item in sorted(items, key=lambda i: (i.datetime, i.id)):
+        groups.setdefault(_solar_day(item, lon), []).append(item)
+    # The loaded time of a group is its earliest item's (odc-stac sorts each group by time, then id).
+    return [(utc(group[0].datetime).strftime("%Y-%m-%dT%H:%M:%S"), group) for _, group in sorted(groups.items())]
+
+
+def batches(groups: list[tuple[str, list[pystac.Item]]], size: int) -> list[list[pystac.Item]]:
+    """Consecutive acquisitions, `size` at a time, so a load holds at most `size` dates (never half a day)."""
+    return [[item for _, group in groups[i : i + size] for item in group] for i in range(0, len(groups), size)]

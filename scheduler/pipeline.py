@@ -17,11 +17,13 @@ from catalog.locking import file_lock
 from catalog.mosaic import AreaGrid
 from catalog.publish import Publisher, TileReport, item_data_time
 from catalog.store import CatalogLayout, Publication, read_index
+from scheduler import parallel
+from scheduler.blocks import join_blocks, row_blocks, tile_rows
 from scheduler.clock import utc
 from scheduler.config import SCREENING_BANDS, Config
 from scheduler.errors import ConfigError, NrtAlertsError, SourceError, StateError
 from scheduler.grid import Tile, area_tiles
-from scheduler.loading import acquisition_key, load_index, load_index_and_bands
+from scheduler.loading import acquisition_key, acquisitions, batches, load_index, load_index_and_bands
 from scheduler.monitors import absorb, fit_monitor, report_layers
 from scheduler.sources import ImagerySource, source_from_config
 from scheduler.state import TileState, load_state, meta_last_key, read_state_meta, save_state, state_path
@@ -51,7 +53,12 @@ class RunResult:
     """What a fit or update run did."""
 
     tiles: list[TileOutcome]
-    publication: Publication | None = None
+    publication: Publication | None = None  # the newest publication of the run
+    publications: list[Publication] = field(default_factory=list)  # every one, in order (dask: one per tile)
+
+    def __post_init__(self) -> None:
+        if self.publication is not None and not self.publications:
+            self.publications = [self.publication]
 
     @property
     def failed(self) -> list[TileOutcome]:
@@ -112,6 +119,8 @@ class Pipeline:
 
     def __init__(self, cfg: Config, source: ImagerySource | None = None) -> None:
         self.cfg = cfg
+        # dask workers build their own source from the config: a source given here stays in this process.
+        self.own_source = source is None
         self.source = source or source_from_config(cfg.source)
         self.tiles = area_tiles(cfg.area)
         self.publisher = Publisher(cfg.output.stac_dir, area_grid(cfg), title=cfg.output.collection_title)
@@ -132,11 +141,17 @@ class Pipeline:
         if not items:
             raise SourceError(f"tile {tile.id}: no acquisitions in the history period {start:%Y-%m-%d}..")
         screening = getattr(self.cfg.monitor, "screen_outliers", "none") == "CCDC_RIRLS"
-        history, bands = load_index_and_bands(items, tile, self.cfg, SCREENING_BANDS if screening else ())
         forest = read_forest_mask(self.cfg, tile)
         monitoring_start = self.cfg.history.end + dt.timedelta(days=1)
-        monitor = fit_monitor(self.cfg.monitor, history, forest, monitoring_start, bands)
-        keys = [acquisition_key(t) for t in history.time.values]
+        # Row blocks bound memory by the block, not by the tile x the history's length: nrt fits per pixel.
+        blocks = []
+        for top, bottom in row_blocks(tile.height, self.cfg.compute.fit_block_rows):
+            part = tile_rows(tile, top, bottom)
+            history, bands = load_index_and_bands(items, part, self.cfg, SCREENING_BANDS if screening else ())
+            blocks.append(fit_monitor(self.cfg.monitor, history, forest[top:bottom], monitoring_start, bands))
+            keys = [acquisition_key(t) for t in history.time.values]  # the same dates in every block
+            del history, bands  # before the next block's load, so two blocks never live at once
+        monitor = join_blocks(blocks)
         state = TileState(
             tile_id=tile.id,
             crs=tile.crs,
@@ -175,23 +190,27 @@ class Pipeline:
             items = self.source.search(tile.bounds_4326, _history_end(self.cfg), utc(until))
             if not items:
                 return outcome
-            data = load_index(items, tile, self.cfg)
             seen = set(state.absorbed)
             last = state.last_key or ""
-            for i, time in enumerate(data.time.values):
-                key = acquisition_key(time)
-                if key in seen:
-                    continue
-                if key <= last:
-                    # Applying an older date after a newer one would corrupt the monitor's process: skip it.
-                    outcome.skipped_late.append(key)
-                    continue
-                absorb(state.monitor, data.isel(time=i).values, dt.datetime.fromisoformat(key))
-                state.absorbed.append(key)
-                outcome.absorbed.append(key)
-                last = key
-                if progress:
-                    progress(1)
+            # Absorbed acquisitions are not loaded again; the rest streams through in batches of dates.
+            todo = [(key, group) for key, group in acquisitions(items, tile) if key not in seen]
+            for batch in batches(todo, self.cfg.compute.batch_acquisitions):
+                data = load_index(batch, tile, self.cfg)
+                for i, time in enumerate(data.time.values):
+                    key = acquisition_key(time)
+                    if key in seen:
+                        continue
+                    if key <= last:
+                        # Applying an older date after a newer one would corrupt the monitor's process: skip it.
+                        outcome.skipped_late.append(key)
+                        continue
+                    absorb(state.monitor, data.isel(time=i).values, dt.datetime.fromisoformat(key))
+                    state.absorbed.append(key)
+                    outcome.absorbed.append(key)
+                    last = key
+                    if progress:
+                        progress(1)
+                del data
             if outcome.skipped_late:
                 log.warning(
                     "tile %s: skipped %d acquisition(s) older than the last absorbed %s: %s",
@@ -256,8 +275,21 @@ class Pipeline:
             states = self.unpublished(tiles)
             return self.publisher.publish_locked([self.report(s) for s in states]) if states else None
 
+    def _on_dask(self, tiles: list[Tile]) -> bool:
+        """Whether this run goes to the dask cluster (compute.executor; never with a source given in code)."""
+        if not parallel.use_dask(self.cfg, len(tiles)):
+            return False
+        if not self.own_source:
+            log.warning("compute: a source given in code cannot be sent to dask workers; running tiles serially")
+            return False
+        return True
+
     def run_fit(self, tiles: list[Tile] | None = None, progress: Progress | None = None) -> RunResult:
         """Fit every tile (a failing tile is reported, the others go on), then publish."""
+        if self._on_dask(tiles or self.tiles):
+            return parallel.run_tiles(
+                self, tiles or self.tiles, parallel.fit_task, progress=lambda _: progress and progress(1)
+            )
         outcomes = []
         for tile in tiles or self.tiles:
             outcome = TileOutcome(tile.id)
@@ -275,6 +307,15 @@ class Pipeline:
         self, until: dt.datetime, tiles: list[Tile] | None = None, progress: Progress | None = None
     ) -> RunResult:
         """Bring every tile up to `until` (a failing tile is reported, the others go on), then publish."""
+        if self._on_dask(tiles or self.tiles):
+            # Progress comes per tile from a cluster: the bar advances by the tile's acquisitions.
+            return parallel.run_tiles(
+                self,
+                tiles or self.tiles,
+                parallel.update_task,
+                until,
+                progress=lambda outcome: progress and progress(len(outcome.absorbed)),
+            )
         outcomes = []
         for tile in tiles or self.tiles:
             try:
