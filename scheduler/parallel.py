@@ -101,11 +101,22 @@ def get_client(compute: ComputeConfig) -> Client:
             _close_locked()
             where = compute.scheduler_address or "a LocalCluster"
             raise ConfigError(f"compute: cannot start or reach the dask cluster ({where}): {exc}") from exc
+        if compute.scheduler_address or compute.processes:
+            # Tasks log in other processes: forward their records to this process's handlers.
+            for name in ("scheduler", "catalog"):
+                level = logging.getLogger(name).getEffectiveLevel()
+                client.forward_logging(name, level=level)
+                client.run(_set_level, name, level)  # a worker's own root logger would drop INFO records
         _client, _client_key = client, key
         if not _atexit_registered:
             atexit.register(close)
             _atexit_registered = True
         return client
+
+
+def _set_level(name: str, level: int) -> None:
+    """Worker side: let a logger's records through to the forwarding handler."""
+    logging.getLogger(name).setLevel(level)
 
 
 def _close_locked() -> None:

@@ -11,8 +11,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import dask
+
 from catalog.errors import CatalogError
 from catalog.runs import RunLog
+from scheduler import parallel
 from scheduler.clock import clock_from_config, utc
 from scheduler.config import Config, load_config
 from scheduler.demo.spec import SCENARIOS
@@ -37,6 +40,8 @@ def _setup_logging(level: str) -> None:
     # Third-party chatter an operator does not need at INFO.
     for noisy in ("rasterio", "rio_tiler", "titiler", "numba", "apscheduler", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # dask.distributed sets its own loggers' levels when it is imported (lazily, by scheduler/parallel.py).
+    dask.config.set({"logging": {"distributed": "warning"}})
 
 
 def _parse_until(value: str | None) -> dt.datetime | None:
@@ -308,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        parallel.close()  # a LocalCluster lives as long as the command (serve: the scheduler's lifetime)
 
 
 if __name__ == "__main__":
