@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+from scheduler.config import ComputeConfig
 from scheduler.errors import StateError
 from scheduler.grid import Tile
 from scheduler.monitors import MonitorState
@@ -16,6 +17,11 @@ from scheduler.monitors import MonitorState
 def row_blocks(height: int, rows: int) -> list[tuple[int, int]]:
     """[start, stop) row ranges of at most `rows` rows covering `height`."""
     return [(start, min(start + rows, height)) for start in range(0, height, rows)]
+
+
+def block_rows(compute: ComputeConfig, tile: Tile, dates: int) -> int:
+    """Rows per fit block: fit_block_rows, fewer when a block would hold more than fit_block_values values."""
+    return max(1, min(compute.fit_block_rows, compute.fit_block_values // max(1, tile.width * dates)))
 
 
 def tile_rows(tile: Tile, start: int, stop: int) -> Tile:

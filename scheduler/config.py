@@ -301,7 +301,12 @@ class ComputeConfig(_Section):
         default=16, description="Acquisitions loaded at once by an update"
     )
     fit_block_rows: Annotated[int, Field(ge=1, le=10000)] = Field(
-        default=256, description="Rows of a tile whose history is loaded and fitted at once"
+        default=256, description="At most this many rows of a tile are loaded and fitted at once"
+    )
+    fit_block_values: Annotated[int, Field(ge=1)] = Field(
+        default=40_000_000,
+        description="Fewer rows when rows x width x history dates exceeds this, so a fit's memory does not grow "
+        "with the history's length",
     )
 
 

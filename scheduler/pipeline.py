@@ -18,7 +18,7 @@ from catalog.mosaic import AreaGrid
 from catalog.publish import Publisher, TileReport, item_data_time
 from catalog.store import CatalogLayout, Publication, read_index
 from scheduler import parallel
-from scheduler.blocks import join_blocks, row_blocks, tile_rows
+from scheduler.blocks import block_rows, join_blocks, row_blocks, tile_rows
 from scheduler.clock import utc
 from scheduler.config import SCREENING_BANDS, Config
 from scheduler.errors import ConfigError, NrtAlertsError, SourceError, StateError
@@ -145,7 +145,7 @@ class Pipeline:
         monitoring_start = self.cfg.history.end + dt.timedelta(days=1)
         # Row blocks bound memory by the block, not by the tile x the history's length: nrt fits per pixel.
         blocks = []
-        for top, bottom in row_blocks(tile.height, self.cfg.compute.fit_block_rows):
+        for top, bottom in row_blocks(tile.height, block_rows(self.cfg.compute, tile, len(acquisitions(items, tile)))):
             part = tile_rows(tile, top, bottom)
             history, bands = load_index_and_bands(items, part, self.cfg, SCREENING_BANDS if screening else ())
             blocks.append(fit_monitor(self.cfg.monitor, history, forest[top:bottom], monitoring_start, bands))

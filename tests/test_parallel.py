@@ -221,3 +221,20 @@ def test_batched_update_equals_one_shot(
     loaded.clear()
     assert pipeline.update_tile(tile, RUN_STEPS[-1] + dt.timedelta(days=1)).absorbed == []
     assert loaded == []  # nothing new: nothing loaded
+
+
+def test_fit_block_rows_shrink_with_the_history() -> None:
+    """A block holds at most fit_block_values values: a longer history means fewer rows, the same memory."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from scheduler.blocks import block_rows
+    from scheduler.config import ComputeConfig
+    from scheduler.grid import Tile
+
+    tile = Tile("r000c000", 0, 0, width=128, height=128, transform=Affine.identity(), crs=CRS.from_epsg(32633))
+    compute = ComputeConfig(fit_block_rows=100, fit_block_values=128 * 50 * 200)
+    assert block_rows(compute, tile, 100) == 100  # capped by fit_block_rows
+    assert block_rows(compute, tile, 200) == 50
+    assert block_rows(compute, tile, 400) == 25
+    assert block_rows(compute, tile, 10**9) == 1
