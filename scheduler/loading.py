@@ -90,19 +90,24 @@ def load_index_and_bands(
     return index, extra
 
 
+def _nominal(item: pystac.Item) -> dt.datetime:
+    """An item's time as odc-stac takes it: datetime, else start_datetime."""
+    return utc(item.datetime or item.common_metadata.start_datetime)
+
+
 def _solar_day(item: pystac.Item, lon: float) -> dt.date:
     """The solar day odc-stac groups an item into (its offset is snapped to whole hours, as odc-stac does)."""
-    return (utc(item.datetime) + dt.timedelta(seconds=int(lon / 15) * 3600)).date()
+    return (_nominal(item) + dt.timedelta(seconds=int(lon / 15) * 3600)).date()
 
 
 def acquisitions(items: list[pystac.Item], tile: Tile) -> list[tuple[str, list[pystac.Item]]]:
     """The items grouped by acquisition (solar day, as the loader groups them), each with its expected key."""
     ((lon, _),) = tile.geobox.extent.centroid.to_crs("epsg:4326").points
     groups: dict[dt.date, list[pystac.Item]] = {}
-    for item in sorted(items, key=lambda i: (i.datetime, i.id)):
+    for item in sorted(items, key=lambda i: (_nominal(i), i.id)):
         groups.setdefault(_solar_day(item, lon), []).append(item)
     # The loaded time of a group is its earliest item's (odc-stac sorts each group by time, then id).
-    return [(utc(group[0].datetime).strftime("%Y-%m-%dT%H:%M:%S"), group) for _, group in sorted(groups.items())]
+    return [(_nominal(group[0]).strftime("%Y-%m-%dT%H:%M:%S"), group) for _, group in sorted(groups.items())]
 
 
 def batches(groups: list[tuple[str, list[pystac.Item]]], size: int) -> list[list[pystac.Item]]:
