@@ -304,7 +304,7 @@ class ComputeConfig(_Section):
         default=256, description="At most this many rows of a tile are loaded and fitted at once"
     )
     fit_block_values: Annotated[int, Field(ge=1)] = Field(
-        default=40_000_000,
+        default=24_000_000,
         description="Fewer rows when rows x width x history dates exceeds this, so a fit's memory does not grow "
         "with the history's length",
     )
