@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from scheduler.config import ComputeConfig, Config
@@ -148,6 +149,17 @@ def _worker_pipeline(cfg: Config) -> Pipeline:
         return _worker_pipelines[key]
 
 
+def _local_locks() -> AbstractContextManager:
+    """No dask inside a task: xarray then guards NetCDF writes with this process's HDF5 lock.
+
+    In a worker xarray would otherwise take a distributed.Lock from the scheduler for every state write, while
+    state reads in the same process take the local lock: the two do not exclude each other.
+    """
+    import dask
+
+    return dask.config.set(scheduler="synchronous")
+
+
 def _tile(pipeline: Pipeline, tile_id: str) -> Tile:
     return next(t for t in pipeline.tiles if t.id == tile_id)
 
@@ -159,7 +171,8 @@ def fit_task(cfg: Config, tile_id: str) -> TileOutcome:
     pipeline = _worker_pipeline(cfg)
     outcome = TileOutcome(tile_id)
     try:
-        pipeline.fit_tile(_tile(pipeline, tile_id))
+        with _local_locks():
+            pipeline.fit_tile(_tile(pipeline, tile_id))
     except NrtAlertsError as exc:
         outcome.error = str(exc)
     return outcome
@@ -171,7 +184,8 @@ def update_task(cfg: Config, tile_id: str, until: dt.datetime) -> TileOutcome:
 
     pipeline = _worker_pipeline(cfg)
     try:
-        return pipeline.update_tile(_tile(pipeline, tile_id), until)
+        with _local_locks():
+            return pipeline.update_tile(_tile(pipeline, tile_id), until)
     except NrtAlertsError as exc:
         return TileOutcome(tile_id, error=str(exc))
 

@@ -36,8 +36,8 @@ def with_monitor(cfg: Config, monitor: object) -> Config:
 
 
 def dask_cfg(cfg: Config, **values: object) -> Config:
-    """Two in-process workers: a cluster of threads starts in about a second."""
-    return with_compute(cfg, executor="dask", n_workers=2, threads_per_worker=1, processes=False, **values)
+    """Two worker processes, as deployed (one LocalCluster for the whole module: the settings are the same)."""
+    return with_compute(cfg, executor="dask", n_workers=2, threads_per_worker=1, processes=True, **values)
 
 
 def assert_states_equal(a: TileState, b: TileState) -> None:
