@@ -292,7 +292,9 @@ class ComputeConfig(_Section):
     n_workers: Annotated[int, Field(ge=1, le=1024)] = 2
     threads_per_worker: Annotated[int, Field(ge=1, le=64)] = 1
     memory_limit: str = Field(default="auto", description="Per LocalCluster worker, e.g. '4GiB' (dask syntax)")
-    processes: bool = Field(default=True, description="LocalCluster workers are processes (True) or threads")
+    processes: bool = Field(
+        default=True, description="LocalCluster workers are processes (True) or threads (debugging: HDF5 and GDAL)"
+    )
     auto_min_tile_size: Annotated[int, Field(ge=1)] = 512
     numba_threads: Annotated[int, Field(ge=1, le=256)] | None = Field(
         default=None, description="Threads of one tile's fit (default: all cores serially, 1 per dask thread)"
