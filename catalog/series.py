@@ -186,6 +186,62 @@ def _block(bands: int, rows: int, cols: int, itemsize: int) -> int:
     return side
 
 
+def _profile(bands: int, rows: int, cols: int, dtype: str, crs: CRS, transform: Affine, nodata: float) -> dict:
+    """The staging GTiff's profile: tiled, pixel-interleaved, in blocks a point read decompresses at once."""
+    side = _block(bands, rows, cols, np.dtype(dtype).itemsize)
+    return {
+        "driver": "GTiff",
+        "width": cols,
+        "height": rows,
+        "count": bands,
+        "dtype": dtype,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+        "interleave": "pixel",
+        "tiled": True,
+        "blockxsize": side,
+        "blockysize": side,
+    }
+
+
+def _describe(
+    dst: rasterio.io.DatasetWriter, descriptions: Sequence[str], tags: dict[str, str], scale: float | None
+) -> None:
+    """Band names, tags, scale, and one nearest overview (COG readers expect one; nearest keeps values exact)."""
+    for i, text in enumerate(descriptions, start=1):
+        dst.set_band_description(i, text)
+    if scale is not None:
+        dst.scales = [scale] * dst.count
+    dst.update_tags(**tags)
+    dst.build_overviews([2], Resampling.nearest)
+
+
+def _copy_as_cog(src: rasterio.io.DatasetReader, target: Path) -> None:
+    """Copy a staged dataset to `target` as a validated COG, atomically."""
+    side = src.block_shapes[0][0]
+    with atomic_path(target) as tmp:
+        # GTiff with COPY_SRC_OVERVIEWS writes the COG layout (what rio-cogeo does, without its per-window
+        # warping, which took several times longer on 100-band chunks). Deflate level 1: index values are
+        # noisy and barely compress better at higher levels, which cost 3 x the time.
+        rasterio.shutil.copy(
+            src,
+            str(tmp),
+            driver="GTiff",
+            COPY_SRC_OVERVIEWS="YES",
+            TILED="YES",
+            BLOCKXSIZE=side,
+            BLOCKYSIZE=side,
+            COMPRESS="DEFLATE",
+            ZLEVEL=1,
+            PREDICTOR=2 if np.dtype(src.dtypes[0]).kind in "iu" else 3,
+            INTERLEAVE="PIXEL",
+        )
+        valid, errors, _ = cog_validate(str(tmp), quiet=True)
+        if not valid:
+            raise PublishError(f"{target.name} is not a valid COG: {'; '.join(errors)}")
+
+
 def _write_cog(
     target: Path,
     array: np.ndarray,
@@ -197,50 +253,80 @@ def _write_cog(
     tags: dict[str, str],
     scale: float | None = None,
 ) -> None:
-    """Write a (bands, rows, cols) array as a pixel-interleaved deflate COG (one nearest overview), atomically."""
-    bands, rows, cols = array.shape
-    profile = {
-        "driver": "GTiff",
-        "width": cols,
-        "height": rows,
-        "count": bands,
-        "dtype": array.dtype.name,
-        "crs": crs,
-        "transform": transform,
-        "nodata": nodata,
-        "interleave": "pixel",
-    }
-    side = _block(bands, rows, cols, array.dtype.itemsize)
+    """Write a small (bands, rows, cols) array as a pixel-interleaved deflate COG (one nearest overview), atomically."""
     with MemoryFile() as mem:
-        with mem.open(**profile, tiled=True, blockxsize=side, blockysize=side) as dst:
+        with mem.open(**_profile(*array.shape, array.dtype.name, crs, transform, nodata)) as dst:
             dst.write(array)
-            for i, text in enumerate(descriptions, start=1):
-                dst.set_band_description(i, text)
-            if scale is not None:
-                dst.scales = [scale] * bands
-            dst.update_tags(**tags)
-            # One nearest overview: COG readers expect one, and nearest keeps values (and nodata) exact.
-            dst.build_overviews([2], Resampling.nearest)
-        with mem.open() as src, atomic_path(target) as tmp:
-            # GTiff with COPY_SRC_OVERVIEWS writes the COG layout (what rio-cogeo does, without its per-window
-            # warping, which took several times longer on 100-band chunks). Deflate level 1: index values are
-            # noisy and barely compress better at higher levels, which cost 3 x the time.
-            rasterio.shutil.copy(
-                src,
-                str(tmp),
-                driver="GTiff",
-                COPY_SRC_OVERVIEWS="YES",
-                TILED="YES",
-                BLOCKXSIZE=side,
-                BLOCKYSIZE=side,
-                COMPRESS="DEFLATE",
-                ZLEVEL=1,
-                PREDICTOR=2 if array.dtype.kind in "iu" else 3,
-                INTERLEAVE="PIXEL",
-            )
-            valid, errors, _ = cog_validate(str(tmp), quiet=True)
-            if not valid:
-                raise PublishError(f"{target.name} is not a valid COG: {'; '.join(errors)}")
+            _describe(dst, descriptions, tags, scale)
+        with mem.open() as src:
+            _copy_as_cog(src, target)
+
+
+def _quantise(values: np.ndarray) -> np.ndarray:
+    """Index values (time, rows, cols) as int16 * SCALE, NODATA where not finite; one acquisition at a time."""
+    scaled = np.full(values.shape, NODATA, dtype=np.int16)
+    for i in range(values.shape[0]):  # no float64 copy of a whole history
+        band = np.asarray(values[i], dtype=np.float32)
+        ok = np.isfinite(band)
+        scaled[i][ok] = np.clip(np.rint(band[ok] / SCALE), NODATA + 1, 32767).astype(np.int16)
+    return scaled
+
+
+class ChunkWriter:
+    """Writes a chunk row block by row block through a staging file beside it, so memory follows the block.
+
+    A fit streams the history through row blocks; each block's values go to disk at once, and `close()` turns the
+    staged file into the published COG. An existing chunk with the same name and dates is reused, never rewritten.
+    """
+
+    def __init__(
+        self,
+        collection_dir: Path,
+        tile_id: str,
+        keys: Sequence[str],
+        *,
+        width: int,
+        height: int,
+        crs: CRS,
+        transform: Affine,
+        data_key: str,
+        index: str,
+    ) -> None:
+        if not keys:
+            raise PublishError(f"tile {tile_id}: a chunk needs at least one acquisition")
+        self.keys = list(keys)
+        self.name = chunk_name(tile_id, self.keys, data_key)
+        self.target = tile_dir(collection_dir, tile_id) / self.name
+        self._tags = {DATES_TAG: json.dumps(self.keys), "NRT_ALERTS_TILE": tile_id, "NRT_ALERTS_INDEX": index}
+        self._dst = None
+        if self.target.exists() and chunk_dates(self.target) == self.keys:
+            return  # written by a run that crashed before its state was saved, or a refit: identical content
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        # Hidden, so the catalog's static file server never serves it; a crash leaves it to be overwritten.
+        self._staging = self.target.parent / f".{self.name}.staging.tif"
+        profile = _profile(len(self.keys), height, width, "int16", crs, transform, NODATA)
+        self._dst = rasterio.open(self._staging, "w", **profile)
+
+    def write(self, top: int, values: np.ndarray) -> None:
+        """Write the values (time, rows, cols) of the rows starting at `top`."""
+        if self._dst is None:
+            return
+        if values.shape[0] != len(self.keys):
+            raise PublishError(f"{self.name}: {values.shape[0]} acquisitions in a block, {len(self.keys)} expected")
+        self._dst.write(_quantise(values), window=Window(0, top, values.shape[2], values.shape[1]))
+
+    def close(self) -> str:
+        """Publish the chunk (atomically, validated) and return its name."""
+        if self._dst is not None:
+            _describe(self._dst, self.keys, self._tags, SCALE)
+            self._dst.close()
+            self._dst = None
+            try:
+                with rasterio.open(self._staging) as src:
+                    _copy_as_cog(src, self.target)
+            finally:
+                self._staging.unlink(missing_ok=True)
+        return self.name
 
 
 def write_chunk(
@@ -257,18 +343,20 @@ def write_chunk(
     """Publish values (time, rows, cols) of the acquisitions `keys` as a chunk; return its name (reused if present)."""
     if len(keys) != values.shape[0] or not keys:
         raise PublishError(f"tile {tile_id}: a chunk needs one band per acquisition ({len(keys)} keys)")
-    name = chunk_name(tile_id, keys, data_key)
-    target = tile_dir(collection_dir, tile_id) / name
-    if target.exists() and chunk_dates(target) == list(keys):
-        return name  # written by a run that crashed before its state was saved, or a refit: identical content
-    scaled = np.full(values.shape, NODATA, dtype=np.int16)
-    for i in range(values.shape[0]):  # one acquisition at a time: no float64 copy of a whole history
-        band = np.asarray(values[i], dtype=np.float32)
-        ok = np.isfinite(band)
-        scaled[i][ok] = np.clip(np.rint(band[ok] / SCALE), NODATA + 1, 32767).astype(np.int16)
-    tags = {DATES_TAG: json.dumps(list(keys)), "NRT_ALERTS_TILE": tile_id, "NRT_ALERTS_INDEX": index}
-    _write_cog(target, scaled, crs=crs, transform=transform, nodata=NODATA, descriptions=keys, tags=tags, scale=SCALE)
-    return name
+    _, rows, cols = values.shape
+    writer = ChunkWriter(
+        collection_dir,
+        tile_id,
+        keys,
+        width=cols,
+        height=rows,
+        crs=crs,
+        transform=transform,
+        data_key=data_key,
+        index=index,
+    )
+    writer.write(0, values)
+    return writer.close()
 
 
 def chunk_dates(path: Path) -> list[str]:

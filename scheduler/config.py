@@ -306,6 +306,38 @@ class OutputConfig(_Section):
         return self.dir / "runs.json"
 
 
+class ComputeConfig(_Section):
+    """How tiles are run: one after another in this process, or as tasks on a dask.distributed cluster."""
+
+    executor: Literal["auto", "dask", "serial"] = Field(
+        default="auto",
+        description="auto: dask when scheduler_address is set, or when more than one tile runs and tiles are at "
+        "least auto_min_tile_size px (a cluster start would dominate smaller runs); serial otherwise",
+    )
+    scheduler_address: str | None = Field(default=None, description="An existing cluster, e.g. tcp://host:8786")
+    n_workers: Annotated[int, Field(ge=1, le=1024)] = 2
+    threads_per_worker: Annotated[int, Field(ge=1, le=64)] = 1
+    memory_limit: str = Field(default="auto", description="Per LocalCluster worker, e.g. '4GiB' (dask syntax)")
+    processes: bool = Field(
+        default=True, description="LocalCluster workers are processes (True) or threads (debugging: HDF5 and GDAL)"
+    )
+    auto_min_tile_size: Annotated[int, Field(ge=1)] = 512
+    numba_threads: Annotated[int, Field(ge=1, le=256)] | None = Field(
+        default=None, description="Threads of one tile's fit (default: all cores serially, 1 per dask thread)"
+    )
+    batch_acquisitions: Annotated[int, Field(ge=1, le=10000)] = Field(
+        default=16, description="Acquisitions loaded at once by an update"
+    )
+    fit_block_rows: Annotated[int, Field(ge=1, le=10000)] = Field(
+        default=256, description="At most this many rows of a tile are loaded and fitted at once"
+    )
+    fit_block_values: Annotated[int, Field(ge=1)] = Field(
+        default=24_000_000,
+        description="Fewer rows when rows x width x history dates exceeds this, so a fit's memory does not grow "
+        "with the history's length",
+    )
+
+
 class ServerConfig(_Section):
     """The HTTP server."""
 
@@ -359,6 +391,7 @@ class Config(BaseSettings):
     output: OutputConfig = OutputConfig()
     server: ServerConfig = ServerConfig()
     logging: LoggingConfig = LoggingConfig()
+    compute: ComputeConfig = ComputeConfig()
 
     @classmethod
     def settings_customise_sources(

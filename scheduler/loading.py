@@ -18,6 +18,7 @@ import rasterio
 import xarray as xr
 from odc.stac import load as odc_load
 
+from scheduler.clock import utc
 from scheduler.config import INDEX_BANDS, Config, SourceConfig
 from scheduler.errors import SourceError
 from scheduler.grid import Tile
@@ -279,3 +280,28 @@ def _span(items: list[pystac.Item]) -> str:
         return f"acquisition {item_key(items[0])} (item {items[0].id})"
     keys = sorted(item_key(item) for item in items)
     return f"{len(items)} items {keys[0]} .. {keys[-1]}" if keys else "no items"
+
+
+def _nominal(item: pystac.Item) -> dt.datetime:
+    """An item's time as odc-stac takes it: datetime, else start_datetime."""
+    return utc(item.datetime or item.common_metadata.start_datetime)
+
+
+def _solar_day_at(item: pystac.Item, lon: float) -> dt.date:
+    """The solar day odc-stac groups an item into (its offset is snapped to whole hours, as odc-stac does)."""
+    return (_nominal(item) + dt.timedelta(seconds=int(lon / 15) * 3600)).date()
+
+
+def acquisitions(items: list[pystac.Item], tile: Tile) -> list[tuple[str, list[pystac.Item]]]:
+    """The items grouped by acquisition (solar day, as the loader groups them), each with its expected key."""
+    ((lon, _),) = tile.geobox.extent.centroid.to_crs("epsg:4326").points
+    groups: dict[dt.date, list[pystac.Item]] = {}
+    for item in sorted(items, key=lambda i: (_nominal(i), i.id)):
+        groups.setdefault(_solar_day_at(item, lon), []).append(item)
+    # The loaded time of a group is its earliest item's (odc-stac sorts each group by time, then id).
+    return [(_nominal(group[0]).strftime("%Y-%m-%dT%H:%M:%S"), group) for _, group in sorted(groups.items())]
+
+
+def batches(groups: list[tuple[str, list[pystac.Item]]], size: int) -> list[list[pystac.Item]]:
+    """Consecutive acquisitions, `size` at a time, so a load holds at most `size` dates (never half a day)."""
+    return [[item for _, group in groups[i : i + size] for item in group] for i in range(0, len(groups), size)]

@@ -21,7 +21,7 @@ from nrt.monitor.iqr import IQR
 from nrt.monitor.mosum import MoSum
 
 from catalog.encoding import DATE_NODATA, Status, days_since_epoch
-from catalog.series import SERIES_KEY, ModelExport, ModelForm, SeriesExport, write_chunk
+from catalog.series import SERIES_KEY, ChunkWriter, ModelExport, ModelForm, SeriesExport
 from catalog.store import CatalogLayout
 from scheduler.ccdcnrt import CCDCNRT, RMSE_FLOOR
 from scheduler.config import (
@@ -326,30 +326,41 @@ def series_data_key(cfg: Config) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def series_writer(tile: Any, keys: Sequence[str], cfg: Config) -> ChunkWriter:
+    """A writer for the chunk of the acquisitions `keys` over the whole tile (fed block by block by a fit)."""
+    return ChunkWriter(
+        CatalogLayout(cfg.output.stac_dir).collection_dir,
+        tile.id,
+        keys,
+        width=tile.width,
+        height=tile.height,
+        crs=tile.crs,
+        transform=tile.transform,
+        data_key=series_data_key(cfg),
+        index=cfg.index.name,
+    )
+
+
+def note_series(state: MonitorState, name: str, cfg: Config) -> None:
+    """Note a published chunk in the state: a fitted state (no chunks yet) starts the list, an update appends."""
+    chunks = [c for c in series_chunks(state) if c != name]
+    start = (cfg.history.end + dt.timedelta(days=1)).isoformat()
+    setattr(state.monitor, SERIES_ATTR, json.dumps({"chunks": [*chunks, name], "monitoring_start": start}))
+
+
 def record_series(state: MonitorState, tile: Any, data: xr.DataArray, keys: Sequence[str], cfg: Config) -> None:
     """Publish the index values of the absorbed acquisitions `keys` as one chunk and note it in the state.
 
     Call before the state is saved: a crash in between leaves an unreferenced chunk that the re-run reuses.
-    A fitted state (no chunks yet) starts a new list; an update appends.
     """
     if not keys:
         return
     wanted = set(keys)
     positions = [i for i, time in enumerate(data.time.values) if acquisition_key(time) in wanted]
     values = data.values if len(positions) == data.sizes["time"] else data.isel(time=positions).values
-    name = write_chunk(
-        CatalogLayout(cfg.output.stac_dir).collection_dir,
-        tile.id,
-        [acquisition_key(data.time.values[i]) for i in positions],
-        values,
-        crs=tile.crs,
-        transform=tile.transform,
-        data_key=series_data_key(cfg),
-        index=cfg.index.name,
-    )
-    chunks = [c for c in series_chunks(state) if c != name]
-    start = (cfg.history.end + dt.timedelta(days=1)).isoformat()
-    setattr(state.monitor, SERIES_ATTR, json.dumps({"chunks": [*chunks, name], "monitoring_start": start}))
+    writer = series_writer(tile, [acquisition_key(data.time.values[i]) for i in positions], cfg)
+    writer.write(0, values)
+    note_series(state, writer.close(), cfg)
 
 
 def _band_offsets(monitor: Any) -> tuple[np.ndarray, np.ndarray, str]:

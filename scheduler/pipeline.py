@@ -17,6 +17,8 @@ from catalog.locking import file_lock
 from catalog.mosaic import AreaGrid
 from catalog.publish import Publisher, TileReport, item_data_time
 from catalog.store import CatalogLayout, Publication, read_index
+from scheduler import parallel
+from scheduler.blocks import block_rows, join_blocks, row_blocks, tile_rows
 from scheduler.clock import utc
 from scheduler.config import SCREENING_BANDS, Config
 from scheduler.errors import ConfigError, NrtAlertsError, SourceError, StateError
@@ -24,11 +26,13 @@ from scheduler.grid import Tile, area_tiles
 from scheduler.loading import (
     AcquisitionError,
     acquisition_key,
+    acquisitions,
+    batches,
     load_index_and_bands,
     load_new_index,
     pending_items,
 )
-from scheduler.monitors import absorb, fit_monitor, record_series, report_layers
+from scheduler.monitors import absorb, fit_monitor, note_series, record_series, report_layers, series_writer
 from scheduler.sources import ImagerySource, source_from_config
 from scheduler.state import TileState, load_state, meta_last_key, read_state_meta, save_state, state_path
 
@@ -57,7 +61,12 @@ class RunResult:
     """What a fit or update run did."""
 
     tiles: list[TileOutcome]
-    publication: Publication | None = None
+    publication: Publication | None = None  # the newest publication of the run
+    publications: list[Publication] = field(default_factory=list)  # every one, in order (dask: one per tile)
+
+    def __post_init__(self) -> None:
+        if self.publication is not None and not self.publications:
+            self.publications = [self.publication]
 
     @property
     def failed(self) -> list[TileOutcome]:
@@ -127,6 +136,8 @@ class Pipeline:
 
     def __init__(self, cfg: Config, source: ImagerySource | None = None) -> None:
         self.cfg = cfg
+        # dask workers build their own source from the config: a source given here stays in this process.
+        self.own_source = source is None
         self.source = source or source_from_config(cfg.source)
         self.tiles = area_tiles(cfg.area)
         self.publisher = Publisher(cfg.output.stac_dir, area_grid(cfg), title=cfg.output.collection_title)
@@ -147,12 +158,21 @@ class Pipeline:
         if not items:
             raise SourceError(f"tile {tile.id}: no acquisitions in the history period {start:%Y-%m-%d}..")
         screening = getattr(self.cfg.monitor, "screen_outliers", "none") == "CCDC_RIRLS"
-        history, bands = load_index_and_bands(items, tile, self.cfg, SCREENING_BANDS if screening else ())
         forest = read_forest_mask(self.cfg, tile)
         monitoring_start = self.cfg.history.end + dt.timedelta(days=1)
-        monitor = fit_monitor(self.cfg.monitor, history, forest, monitoring_start, bands)
-        keys = [acquisition_key(t) for t in history.time.values]
-        record_series(monitor, tile, history, keys, self.cfg)  # the plot's observations; before the state commits
+        # Row blocks bound memory by the block, not by the tile x the history's length: nrt fits per pixel.
+        blocks, series = [], None
+        for top, bottom in row_blocks(tile.height, block_rows(self.cfg.compute, tile, len(acquisitions(items, tile)))):
+            part = tile_rows(tile, top, bottom)
+            history, bands = load_index_and_bands(items, part, self.cfg, SCREENING_BANDS if screening else ())
+            blocks.append(fit_monitor(self.cfg.monitor, history, forest[top:bottom], monitoring_start, bands))
+            keys = [acquisition_key(t) for t in history.time.values]  # the same dates in every block
+            # The plot's observations go to disk block by block too.
+            series = series or series_writer(tile, keys, self.cfg)
+            series.write(top, history.values)
+            del history, bands  # before the next block's load, so two blocks never live at once
+        monitor = join_blocks(blocks)
+        note_series(monitor, series.close(), self.cfg)  # published before the state commits
         state = TileState(
             tile_id=tile.id,
             crs=tile.crs,
@@ -196,27 +216,35 @@ class Pipeline:
             # Absorbed acquisitions are not read again; late ones are set apart unread (docs/faults.md).
             pending = pending_items(items, seen, last)
             outcome.skipped_late.extend(acq.key for acq in pending.late)
-            data, failure = None, None
-            if pending.items:
+            failure = None
+            # The rest streams through in batches of dates: memory follows the tile, not the acquisitions.
+            for batch in batches(acquisitions(pending.items, tile), self.cfg.compute.batch_acquisitions):
                 try:
-                    data = load_new_index(pending.items, tile, self.cfg)
+                    data = load_new_index(batch, tile, self.cfg)
                 except AcquisitionError as exc:
                     # Absorb what precedes the unreadable acquisition; the next run starts again from it.
                     data, failure = exc.loaded, exc
-            for i, time in enumerate(data.time.values if data is not None else []):
-                key = acquisition_key(time)
-                if key in seen:
-                    continue
-                if key <= last:
-                    # Applying an older date after a newer one would corrupt the monitor's process: skip it.
-                    outcome.skipped_late.append(key)
-                    continue
-                absorb(state.monitor, data.isel(time=i).values, dt.datetime.fromisoformat(key))
-                state.absorbed.append(key)
-                outcome.absorbed.append(key)
-                last = key
-                if progress:
-                    progress(1)
+                absorbed = []
+                for i, time in enumerate(data.time.values if data is not None else []):
+                    key = acquisition_key(time)
+                    if key in seen:
+                        continue
+                    if key <= last:
+                        # Applying an older date after a newer one would corrupt the monitor's process: skip it.
+                        outcome.skipped_late.append(key)
+                        continue
+                    absorb(state.monitor, data.isel(time=i).values, dt.datetime.fromisoformat(key))
+                    absorbed.append(key)
+                    last = key
+                    if progress:
+                        progress(1)
+                if absorbed:  # the plot's observations of this batch, published before the state commits
+                    record_series(state.monitor, tile, data, absorbed, self.cfg)
+                    state.absorbed.extend(absorbed)
+                    outcome.absorbed.extend(absorbed)
+                del data
+                if failure is not None:
+                    break
             for late in pending.late:
                 log.warning(
                     "tile %s: acquisition %s (item %s) not absorbed: it arrived after the newer %s was absorbed",
@@ -227,7 +255,6 @@ class Pipeline:
                     extra={"tile": tile.id, "acquisition": late.key, "cause": "late item"},
                 )
             if outcome.absorbed:
-                record_series(state.monitor, tile, data, outcome.absorbed, self.cfg)
                 save_state(state, self.tile_state_path(tile), generations=self.cfg.output.state_generations)
                 log.info(
                     "tile %s: absorbed %d acquisition(s) %s .. %s",
@@ -294,8 +321,21 @@ class Pipeline:
             states = self.unpublished(tiles)
             return self.publisher.publish_locked([self.report(s) for s in states]) if states else None
 
+    def _on_dask(self, tiles: list[Tile]) -> bool:
+        """Whether this run goes to the dask cluster (compute.executor; never with a source given in code)."""
+        if not parallel.use_dask(self.cfg, len(tiles)):
+            return False
+        if not self.own_source:
+            log.warning("compute: a source given in code cannot be sent to dask workers; running tiles serially")
+            return False
+        return True
+
     def run_fit(self, tiles: list[Tile] | None = None, progress: Progress | None = None) -> RunResult:
         """Fit every tile (a failing tile is reported, the others go on), then publish."""
+        if self._on_dask(tiles or self.tiles):
+            return parallel.run_tiles(
+                self, tiles or self.tiles, parallel.fit_task, progress=lambda _: progress and progress(1)
+            )
         outcomes = []
         for tile in tiles or self.tiles:
             outcome = TileOutcome(tile.id)
@@ -313,6 +353,15 @@ class Pipeline:
         self, until: dt.datetime, tiles: list[Tile] | None = None, progress: Progress | None = None
     ) -> RunResult:
         """Bring every tile up to `until` (a failing tile is reported, the others go on), then publish."""
+        if self._on_dask(tiles or self.tiles):
+            # Progress comes per tile from a cluster: the bar advances by the tile's acquisitions.
+            return parallel.run_tiles(
+                self,
+                tiles or self.tiles,
+                parallel.update_task,
+                until,
+                progress=lambda outcome: progress and progress(len(outcome.absorbed)),
+            )
         outcomes = []
         for tile in tiles or self.tiles:
             try:

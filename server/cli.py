@@ -11,8 +11,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import dask
+
 from catalog.errors import CatalogError
 from catalog.runs import RunLog
+from scheduler import parallel
 from scheduler.backups import generation_paths
 from scheduler.clock import clock_from_config, utc
 from scheduler.config import Config, load_config
@@ -36,6 +39,8 @@ def _setup_logging(args: argparse.Namespace) -> str:
             fmt = load_config(args.config).logging.format
     fmt = fmt if fmt in ("text", "json") else "text"
     setup_logging(args.log_level, fmt)
+    # dask.distributed sets its own loggers' levels when it is imported (lazily, by scheduler/parallel.py).
+    dask.config.set({"logging": {"distributed": "warning"}})
     return fmt
 
 
@@ -391,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(exc, 1)
     except KeyboardInterrupt:
         return 130
+    finally:
+        parallel.close()  # a LocalCluster lives as long as the command (serve: the scheduler's lifetime)
 
 
 if __name__ == "__main__":
