@@ -322,9 +322,6 @@ class ComputeConfig(_Section):
         default=True, description="LocalCluster workers are processes (True) or threads (debugging: HDF5 and GDAL)"
     )
     auto_min_tile_size: Annotated[int, Field(ge=1)] = 512
-    numba_threads: Annotated[int, Field(ge=1, le=256)] | None = Field(
-        default=None, description="Threads of one tile's fit (default: all cores serially, 1 per dask thread)"
-    )
     batch_acquisitions: Annotated[int, Field(ge=1, le=10000)] = Field(
         default=16, description="Acquisitions loaded at once by an update"
     )
