@@ -162,7 +162,7 @@ def main() -> int:
             latest = client.get(f"{base}/stac/alerts/publications.json").json()["latest"]
             expected = when.strftime("%Y%m%dT%H%M%S")
             runs = client.get(f"{base}/status?limit=500").json().get("runs", [])
-            run = runs[0] if runs else {}
+            run = next((x for x in runs if x.get("version") == latest), {})
             samples.append(
                 {
                     "acquisition": when.isoformat(),
