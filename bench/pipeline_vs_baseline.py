@@ -10,6 +10,7 @@ cloud limit) and fit the same monitor (IQR, trend, harmonic order 3, sensitivity
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     HISTORY,
+    Measured,
     base_parser,
     cli,
     demo_archive,
@@ -92,6 +94,7 @@ def run_size(work: Path, width: int, height: int, repeats: int, args, smoke: boo
     tile_size = args.tile_size or (max(16, width // 2) if smoke else 500)
     runs: dict[str, dict[str, list]] = {side: {p: [] for p in PHASES} for side in ("baseline", "nrt_alerts")}
     loads = []
+    reused = reused_baseline(args, width, height) if args.reuse_baseline else None
     for r in range(repeats):
         base_dir = fresh_dir(work / f"vs-{width}x{height}" / "baseline")
         nrt_dir = fresh_dir(work / f"vs-{width}x{height}" / "nrt-alerts")
@@ -99,7 +102,10 @@ def run_size(work: Path, width: int, height: int, repeats: int, args, smoke: boo
         for phase in PHASES:
             until = {"fit": None, "forward": forward_until, "update": update_until}[phase]
             loads.append(load_average())
-            m = run_measured(baseline_commands(archive, base_dir / "data", phase, until))
+            if reused:
+                m = reused[phase][r % len(reused[phase])]
+            else:
+                m = run_measured(baseline_commands(archive, base_dir / "data", phase, until))
             runs["baseline"][phase].append(m)
             loads.append(load_average())
             m = run_measured(nrt_commands(config, phase, until, args), cwd=nrt_dir)
@@ -116,6 +122,7 @@ def run_size(work: Path, width: int, height: int, repeats: int, args, smoke: boo
             "update": 1,
         },
         "load_average": loads,
+        "baseline_reused_from": str(args.results / "pipeline_vs_baseline.json") if reused else None,
     }
     for side, phases in runs.items():
         result[side] = {}
@@ -135,6 +142,27 @@ def run_size(work: Path, width: int, height: int, repeats: int, args, smoke: boo
     result["meets_speed_target"] = speedup >= TARGET_SPEEDUP
     result["meets_memory_target"] = memory <= TARGET_MEMORY
     return result
+
+
+def reused_baseline(args, width: int, height: int) -> dict[str, list[Measured]] | None:
+    """The baseline's measurements of this area from the previous results (it does not change with nrt-alerts)."""
+    path = args.results / "pipeline_vs_baseline.json"
+    if not path.exists():
+        return None
+    for size in json.loads(path.read_text())["sizes"]:
+        if (size["width"], size["height"]) == (width, height):
+            return {
+                p: [
+                    Measured(wall_s=w, peak_rss_mb=m)
+                    for w, m in zip(
+                        size["baseline"][p]["wall_s"]["values"],
+                        size["baseline"][p]["peak_rss_mb"]["values"],
+                        strict=True,
+                    )
+                ]
+                for p in PHASES
+            }
+    return None
 
 
 def summary(sizes: list[dict]) -> str:
@@ -171,6 +199,11 @@ def main() -> int:
     p.add_argument("--nrt-args", nargs="*", default=[], help="Extra arguments for every nrt-alerts command")
     p.add_argument("--nrt-config-extra", default="", help="TOML appended to the nrt-alerts config")
     p.add_argument("--tile-size", type=int, default=None, help="nrt-alerts tile size (default 500)")
+    p.add_argument(
+        "--reuse-baseline",
+        action="store_true",
+        help="Take the baseline's numbers from the previous results of the same area instead of re-running it",
+    )
     p.add_argument("--size", action="append", help="WxH instead of the mode's sizes (repeatable)")
     args = p.parse_args()
     mode = mode_of(args)
@@ -186,6 +219,7 @@ def main() -> int:
         "nrt_mode": args.nrt_mode,
         "nrt_args": args.nrt_args,
         "nrt_config_extra": args.nrt_config_extra,
+        "reuse_baseline": args.reuse_baseline,
     }
     write_result(args.results, "pipeline_vs_baseline", {"settings": settings, "sizes": results})
     print(summary(results))
