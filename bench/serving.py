@@ -50,6 +50,7 @@ ZOOMS = {"full": [12, 13, 14, 15], "quick": [12, 13, 14, 15], "smoke": [15, 16]}
 REPEATED_TILES = 32
 TARGET_UNCACHED, TARGET_CACHED = 0.9, 5.0
 TMS = morecantile.tms.get("WebMercatorQuad")
+SERVER_PIDS: dict[str, int] = {}
 
 
 def cpus() -> tuple[set[int], set[int]]:
@@ -95,6 +96,7 @@ def server(target: str, *, factory: bool, env: dict[str, str], server_cpus: set[
         preexec_fn=lambda: os.sched_setaffinity(0, server_cpus),
     )
     base = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[base] = proc.pid
     try:
         wait_http(f"{base}/docs")
         yield base
@@ -216,14 +218,32 @@ def measure_side(side: str, base: str, cog: Path, tiles, repeated, duration: flo
             if r.status_code != 200:
                 raise RuntimeError(f"{url}: HTTP {r.status_code} {r.text[:300]}")
         for kind, kind_tiles in (("tiles", tiles), ("wms", tiles)):
-            out[kind] = run_load(scenario_urls(base, side, cog, kind_tiles, kind), None, duration, concurrency)
+            out[kind] = with_server_cpu(
+                base,
+                lambda k=kind, t=kind_tiles: run_load(
+                    scenario_urls(base, side, cog, t, k), None, duration, concurrency
+                ),
+            )
         urls = scenario_urls(base, side, cog, repeated, "repeated")
         headers = []
         for url in urls:
             etag = client.get(url).headers.get("etag")
             headers.append({"If-None-Match": etag} if etag else {})
-        out["repeated"] = run_load(urls, headers, duration, concurrency)
+        out["repeated"] = with_server_cpu(base, lambda: run_load(urls, headers, duration, concurrency))
         out["repeated"]["etags"] = sum(1 for h in headers if h)
+    return out
+
+
+def with_server_cpu(base: str, measure) -> dict:
+    """Add the server's CPU time per request: unlike req/s, it hardly depends on what else the machine runs."""
+    import psutil
+
+    proc = psutil.Process(SERVER_PIDS[base])
+    before = proc.cpu_times()
+    out = measure()
+    after = proc.cpu_times()
+    cpu = (after.user - before.user) + (after.system - before.system)
+    out["server_cpu_ms_per_request"] = cpu * 1000 / max(out["requests"], 1)
     return out
 
 
@@ -311,10 +331,15 @@ def main() -> int:
                 "rps": stats([m["rps"] for m in ms]),
                 "p50_ms": stats([m["p50_ms"] for m in ms]),
                 "p99_ms": stats([m["p99_ms"] for m in ms]),
+                "server_cpu_ms_per_request": stats([m["server_cpu_ms_per_request"] for m in ms]),
                 "runs": ms,
             }
         ratio = entry["ours"]["rps"]["median"] / entry["stock"]["rps"]["median"]
         entry["ratio_rps"] = round(ratio, 3)
+        cpu = entry["ours"]["server_cpu_ms_per_request"]["median"]
+        entry["ratio_cpu_per_request"] = round(
+            entry["stock"]["server_cpu_ms_per_request"]["median"] / max(cpu, 1e-9), 3
+        )
         entry["target"] = TARGET_CACHED if kind == "repeated" else TARGET_UNCACHED
         entry["meets_target"] = ratio >= entry["target"]
         result["scenarios"][kind] = entry
@@ -327,11 +352,17 @@ def main() -> int:
                     e["rps"]["median"],
                     e["p50_ms"]["median"],
                     e["p99_ms"]["median"],
+                    e["server_cpu_ms_per_request"]["median"],
                     ratio if side == "ours" else "",
+                    entry["ratio_cpu_per_request"] if side == "ours" else "",
                 ]
             )
     write_result(args.results, "serving", result)
-    print(table(["scenario", "server", "req/s", "p50 ms", "p99 ms", "ours/stock"], rows))
+    print(
+        table(
+            ["scenario", "server", "req/s", "p50 ms", "p99 ms", "CPU ms/req", "rps ours/stock", "CPU stock/ours"], rows
+        )
+    )
     print(f"same rendering: {parity}")
     return 0
 
