@@ -69,7 +69,7 @@ def rows(results: Path) -> list[list]:
                     f"serving: {label} vs stock TiTiler",
                     f"{e['ratio_rps']:.2f}x ({ours['rps']['median']:.0f} / {stock['rps']['median']:.0f} req/s,"
                     f" p99 {ours['p99_ms']['median']:.0f} / {stock['p99_ms']['median']:.0f} ms;"
-                    f" server CPU/request {e.get('ratio_cpu_per_request', float('nan')):.2f}x less)",
+                    f" CPU per request stock/ours {e.get('ratio_cpu_per_request', float('nan')):.2f}x)",
                     f">= {e['target']}x",
                     _verdict(e["meets_target"]),
                     load,

@@ -48,7 +48,7 @@ def test_limit(bench_dirs: tuple[Path, Path]) -> None:
     assert 0 < ns["floor_copy"] < ns["nrt_monitor"]
     assert r["ratio_to_floor"]["absorb"] == pytest.approx(ns["absorb"] / ns["floor_copy"])
     assert r["copy_bandwidth_gb_s"] > 0.1
-    assert r["absorb_s"]["n"] == 2 and r["update_step_s"]["n"] == 2
+    assert r["absorb_s"]["n"] == 2 and r["update_step_s"]["n"] == 2 and r["load_one_acquisition_s"]["n"] == 2
     assert r["machine"]["cores"] >= 1 and len(r["load_average"][0]) == 3
 
 
