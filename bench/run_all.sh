@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every benchmark in sequence, then print the summary table.
-#   bash bench/run_all.sh            # full: about 15 min on 2 cores (demo data generated once: +15 min)
-#   bash bench/run_all.sh --quick    # about 5 min (1000 x 1000 only, shorter runs)
+#   bash bench/run_all.sh            # full: 1000 x 1000 and 2000 x 1000 (see bench/README.md for run times)
+#   bash bench/run_all.sh --quick    # 1000 x 1000 only, one repeat, shorter load runs
+#   bash bench/run_all.sh --smoke    # tiny area: checks the harness in a few minutes
 # Options after the mode go to every script, e.g. --work /tmp/nrt-bench --results bench/results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
