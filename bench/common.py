@@ -12,6 +12,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,9 +329,11 @@ def _tree_rss(proc: psutil.Process) -> int:
 def run_measured(commands: list[list[str]], *, cwd: Path | None = None, poll_s: float = 0.02) -> Measured:
     """Run the commands at the same time (one per worker), each in its own process; poll their summed RSS."""
     started = time.perf_counter()
+    # stderr to files, not pipes: a chatty child would block on a full pipe while nobody reads it.
+    logs = [tempfile.TemporaryFile(mode="w+") for _ in commands]
     procs = [
-        subprocess.Popen(cmd, env=child_env(), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for cmd in commands
+        subprocess.Popen(cmd, env=child_env(), cwd=cwd, stdout=subprocess.DEVNULL, stderr=log, text=True)
+        for cmd, log in zip(commands, logs, strict=True)
     ]
     handles = [psutil.Process(p.pid) for p in procs]
     peak = 0
@@ -338,8 +341,10 @@ def run_measured(commands: list[list[str]], *, cwd: Path | None = None, poll_s: 
         peak = max(peak, sum(_tree_rss(h) for h in handles if h.is_running()))
         time.sleep(poll_s)
     wall = time.perf_counter() - started
-    for p, cmd in zip(procs, commands, strict=True):
-        err = p.stderr.read() if p.stderr else ""
+    for p, cmd, log in zip(procs, commands, logs, strict=True):
+        log.seek(0)
+        err = log.read()
+        log.close()
         if p.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {err[-3000:]}")
     return Measured(wall_s=round(wall, 3), peak_rss_mb=round(peak / 2**20, 1))
