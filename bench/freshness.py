@@ -1,0 +1,219 @@
+"""Freshness: from a new acquisition appearing in the STAC source to its alerts in a served tile.
+
+    python bench/freshness.py [--quick | --smoke] [--repeats N] [--interval S]
+
+A one-tile deployment (1000 x 1000 px) fitted and fast-forwarded with the CLI is served by the real
+`nrt-alerts serve` with its scheduler running every --interval seconds (real clock). Its source is a static
+catalog this script controls: at t0 the next acquisition's item is added (item file, then catalog.json replaced
+atomically; the source rereads the catalog when it changes). The script polls a served XYZ tile of the `alerts`
+layer until its ETag moves to the new publication, i.e. a tile drawn from the new acquisition's alerts (t1);
+it checks that the latest publication is that acquisition. Latency t1 - t0 includes the wait for the next
+scheduler run (0 .. interval); the target is latency <= 60 s + interval.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import morecantile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    base_parser,
+    child_env,
+    cli,
+    free_port,
+    fresh_dir,
+    json_items,
+    load_average,
+    mode_of,
+    stats,
+    table,
+    wait_http,
+    write_config,
+    write_result,
+)
+
+INTERVAL = {"full": 10.0, "quick": 5.0, "smoke": 1.0}
+REPEATS = {"full": 5, "quick": 3, "smoke": 1}
+TARGET_S = 60.0
+TMS = morecantile.tms.get("WebMercatorQuad")
+
+
+class Source:
+    """A static STAC catalog of the demo's items that grows one acquisition at a time."""
+
+    def __init__(self, root: Path, archive) -> None:
+        self.root = fresh_dir(root)
+        (self.root / "items").mkdir()
+        self.docs = {doc["id"]: doc for doc in json_items(archive)}
+        self.ids: list[str] = []
+
+    def add(self, docs: list[dict]) -> None:
+        """Write the items, then replace catalog.json (the source rereads it when its mtime changes)."""
+        for doc in docs:
+            item = {k: v for k, v in doc.items() if k != "_path"}
+            folder = Path(doc["_path"]).parent
+            item["assets"] = {
+                key: {**asset, "href": str((folder / asset["href"]).resolve())} for key, asset in item["assets"].items()
+            }
+            item["links"] = [{"rel": "root", "href": "../catalog.json"}, {"rel": "parent", "href": "../catalog.json"}]
+            (self.root / "items" / f"{item['id']}.json").write_text(json.dumps(item))
+            self.ids.append(item["id"])
+        catalog = {
+            "type": "Catalog",
+            "stac_version": "1.1.0",
+            "id": "bench-source",
+            "description": "The benchmark's growing source catalog",
+            "links": [{"rel": "root", "href": "./catalog.json", "type": "application/json"}]
+            + [{"rel": "item", "href": f"./items/{i}.json", "type": "application/geo+json"} for i in self.ids],
+        }
+        tmp = self.root / ".catalog.json.tmp"
+        tmp.write_text(json.dumps(catalog))
+        os.replace(tmp, self.root / "catalog.json")
+
+    def item_time(self, doc: dict) -> dt.datetime:
+        """An item's datetime."""
+        return dt.datetime.fromisoformat(doc["properties"]["datetime"].replace("Z", "+00:00"))
+
+
+def center_tile(cfg, zoom: int) -> morecantile.Tile:
+    """The tile at the area's centre."""
+    from scheduler.grid import area_tiles
+
+    west, south, east, north = area_tiles(cfg.area)[0].bounds_4326
+    return TMS.tile((west + east) / 2, (south + north) / 2, zoom)
+
+
+def main() -> int:
+    from common import standard_deployment
+
+    from scheduler.config import load_config
+
+    p = base_parser(__doc__.splitlines()[0])
+    p.add_argument("--interval", type=float, default=None, help="Scheduler interval in seconds")
+    args = p.parse_args()
+    mode = mode_of(args)
+    interval = args.interval or INTERVAL[mode]
+    repeats = args.repeats or REPEATS[mode]
+    smoke = mode == "smoke"
+
+    archive, deployed, dates, k = standard_deployment(args.work, smoke)
+    root = fresh_dir(args.work / ("freshness-smoke" if smoke else "freshness"))
+    shutil.copytree(deployed.parent / "output", root / "output")
+    source = Source(root / "source", archive)
+    absorbed_until = dates[k]
+    source.add([d for d in source.docs.values() if source.item_time(d) <= absorbed_until])
+    pending = [d for d in dates[k + 1 :]][:repeats]
+    if len(pending) < repeats:
+        raise SystemExit(f"only {len(pending)} acquisitions left after {absorbed_until}")
+    config = write_config(
+        root, archive, tile_size=archive.spec.width, catalog=source.root / "catalog.json", interval=interval
+    )
+    cfg = load_config(config)
+    size = archive.spec.width
+    tile = center_tile(cfg, 16 if smoke else 14)
+    port = free_port()
+    proc = subprocess.Popen(
+        cli("serve", "-c", config, "--port", str(port)),
+        env=child_env(),
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=open(root / "serve.log", "w"),  # noqa: SIM115 - closed with the process
+    )
+    base = f"http://127.0.0.1:{port}"
+    tile_url = f"{base}/layers/alerts/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"
+    samples = []
+    loads = []
+    try:
+        wait_http(f"{base}/healthz")
+        client = httpx.Client(timeout=30.0)
+        run_log = root / "output" / "runs.json"
+        recorded = len(json.loads(run_log.read_text()).get("runs", [])) if run_log.exists() else 0
+        _wait_for_run(client, base, recorded + 1, timeout=60 + 3 * interval)  # the first scheduled run: nothing new
+        before = client.get(tile_url)
+        etag = before.headers.get("etag")
+        body = before.content
+        for when in pending:
+            doc = next(d for d in source.docs.values() if source.item_time(d) == when)
+            runs_before = len(client.get(f"{base}/status?limit=500").json().get("runs", []))
+            loads.append(load_average())
+            t0 = time.monotonic()
+            source.add([doc])
+            deadline = t0 + TARGET_S * 3 + interval
+            while True:
+                r = client.get(tile_url)
+                if r.status_code == 200 and r.headers.get("etag") != etag:
+                    t1 = time.monotonic()
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no new tile within {deadline - t0:.0f} s; see {root / 'serve.log'}")
+                time.sleep(0.05)
+            latest = client.get(f"{base}/stac/alerts/publications.json").json()["latest"]
+            expected = when.strftime("%Y%m%dT%H%M%S")
+            runs = client.get(f"{base}/status?limit=500").json().get("runs", [])
+            run = next((x for x in runs if x.get("version") == latest), {})
+            samples.append(
+                {
+                    "acquisition": when.isoformat(),
+                    "latency_s": round(t1 - t0, 3),
+                    "latest_publication": latest,
+                    "publication_is_acquisition": latest == expected,
+                    "tile_changed": r.content != body,
+                    "runs_since": len(runs) - runs_before,
+                    "run": {key: run.get(key) for key in ("started", "finished", "acquisitions", "outcome")},
+                }
+            )
+            etag, body = r.headers.get("etag"), r.content
+            print(f"  {when:%Y-%m-%d}: {t1 - t0:.1f} s to a served tile (publication {latest})")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    latencies = [s["latency_s"] for s in samples]
+    result = {
+        "settings": {"mode": mode, "repeats": repeats, "interval_s": interval},
+        "tile_px": [size, size],
+        "served_tile": [tile.z, tile.x, tile.y],
+        "latency_s": stats(latencies),
+        "latency_minus_interval_s": stats([max(0.0, x - interval) for x in latencies]),
+        "target_s": TARGET_S,
+        "meets_target": max(latencies) <= TARGET_S + interval,
+        "all_publications_match": all(s["publication_is_acquisition"] for s in samples),
+        "samples": samples,
+        "load_average": loads,
+    }
+    write_result(args.results, "freshness", result)
+    rows = [
+        [s["acquisition"][:10], s["latency_s"], s["publication_is_acquisition"], s["tile_changed"]] for s in samples
+    ]
+    print(table(["acquisition", "latency s", "published", "tile changed"], rows))
+    print(f"median {result['latency_s']['median']:.1f} s with a {interval:.0f} s scheduler interval")
+    return 0
+
+
+def _wait_for_run(client: httpx.Client, base: str, n: int, timeout: float) -> None:
+    """Wait until the run history holds at least n runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = client.get(f"{base}/status?limit=500")
+        if r.status_code == 200 and len(r.json().get("runs", [])) >= n:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the scheduler recorded no run within {timeout:.0f} s")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
