@@ -16,7 +16,7 @@ from scheduler import parallel
 from scheduler import pipeline as pipeline_module
 from scheduler.config import Config
 from scheduler.demo import DemoArchive
-from scheduler.loading import load_index
+from scheduler.loading import load_new_index
 from scheduler.pipeline import Pipeline
 from scheduler.state import TileState, load_state, save_state
 
@@ -208,13 +208,13 @@ def test_batched_update_equals_one_shot(
     loaded: list[int] = []
 
     def counting_load(*args: object) -> object:
-        data = load_index(*args)
+        data = load_new_index(*args)
         loaded.append(data.sizes["time"])
         return data
 
     one = with_compute(fitted_workspace(tmp_path / "one", demo_archive, fitted_states), batch_acquisitions=10000)
     batched = with_compute(fitted_workspace(tmp_path / "batched", demo_archive, fitted_states), batch_acquisitions=5)
-    monkeypatch.setattr(pipeline_module, "load_index", counting_load)
+    monkeypatch.setattr(pipeline_module, "load_new_index", counting_load)
     tile = Pipeline(one).tiles[1]
     whole = Pipeline(one).update_tile(tile, RUN_STEPS[-1])
     assert loaded == [len(whole.absorbed)] and len(whole.absorbed) > 100
