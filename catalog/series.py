@@ -28,7 +28,7 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
-from catalog.atomic import atomic_path
+from catalog.atomic import atomic_path, remove_temps
 from catalog.errors import PublishError
 
 log = logging.getLogger(__name__)
@@ -275,6 +275,8 @@ def _quantise(values: np.ndarray) -> np.ndarray:
 class ChunkWriter:
     """Writes a chunk row block by row block through a staging file beside it, so memory follows the block.
 
+    Only one writer per tile at a time: callers hold the tile's lock (scheduler/pipeline.py).
+
     A fit streams the history through row blocks; each block's values go to disk at once, and `close()` turns the
     staged file into the published COG. An existing chunk with the same name and dates is reused, never rewritten.
     """
@@ -299,11 +301,13 @@ class ChunkWriter:
         self.target = tile_dir(collection_dir, tile_id) / self.name
         self._tags = {DATES_TAG: json.dumps(self.keys), "NRT_ALERTS_TILE": tile_id, "NRT_ALERTS_INDEX": index}
         self._dst = None
+        # The caller holds the tile's lock: leftovers of a killed writer of this tile's chunks can go.
+        remove_temps(self.target.parent)
         if self.target.exists() and chunk_dates(self.target) == self.keys:
             return  # written by a run that crashed before its state was saved, or a refit: identical content
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        # Hidden, so the catalog's static file server never serves it; a crash leaves it to be overwritten.
-        self._staging = self.target.parent / f".{self.name}.staging.tif"
+        # A hidden temp name: never served, and removed by the next writer if a crash leaves it.
+        self._staging = self.target.parent / f".{self.name}.tmp-staging.tif"
         profile = _profile(len(self.keys), height, width, "int16", crs, transform, NODATA)
         self._dst = rasterio.open(self._staging, "w", **profile)
 

@@ -194,10 +194,16 @@ def absorb(state: MonitorState, array: np.ndarray, when: dt.datetime) -> None:
     if isinstance(monitor, CCDCNRT):
         monitor.monitor(array, naive)  # keeps its own dates, counts and confidences
         return
-    residuals = array - monitor.predict(naive)
+    prediction = monitor.predict(naive)
+    residuals = array - prediction
     valid = (monitor.mask == NRT_MONITORED) & np.isfinite(array)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        monitor.monitor(array=array, date=naive)
+    # nrt's monitor() predicts the same date again (a third of a 1000 x 1000 update's time): hand it ours.
+    monitor.predict = lambda date: prediction
+    try:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            monitor.monitor(array=array, date=naive)
+    finally:
+        del monitor.predict  # back to the class's method; never saved with the state
     anomalous = valid & is_anomalous(monitor, residuals)
     extras = state.extras
     starting = anomalous & (extras["run_count"] == 0)

@@ -157,33 +157,35 @@ class Pipeline:
         items = self.source.search(tile.bounds_4326, start, _history_end(self.cfg))
         if not items:
             raise SourceError(f"tile {tile.id}: no acquisitions in the history period {start:%Y-%m-%d}..")
-        screening = getattr(self.cfg.monitor, "screen_outliers", "none") == "CCDC_RIRLS"
-        forest = read_forest_mask(self.cfg, tile)
-        monitoring_start = self.cfg.history.end + dt.timedelta(days=1)
-        # Row blocks bound memory by the block, not by the tile x the history's length: nrt fits per pixel.
-        blocks, series = [], None
-        for top, bottom in row_blocks(tile.height, block_rows(self.cfg.compute, tile, len(acquisitions(items, tile)))):
-            part = tile_rows(tile, top, bottom)
-            history, bands = load_index_and_bands(items, part, self.cfg, SCREENING_BANDS if screening else ())
-            blocks.append(fit_monitor(self.cfg.monitor, history, forest[top:bottom], monitoring_start, bands))
-            keys = [acquisition_key(t) for t in history.time.values]  # the same dates in every block
-            # The plot's observations go to disk block by block too.
-            series = series or series_writer(tile, keys, self.cfg)
-            series.write(top, history.values)
-            del history, bands  # before the next block's load, so two blocks never live at once
-        monitor = join_blocks(blocks)
-        note_series(monitor, series.close(), self.cfg)  # published before the state commits
-        state = TileState(
-            tile_id=tile.id,
-            crs=tile.crs,
-            transform=tile.transform,
-            monitor=monitor,
-            fingerprint=fingerprint(self.cfg),
-            history_acquisitions=len(keys),
-            last_history=keys[-1] if keys else None,
-        )
         self.cfg.output.state_dir.mkdir(parents=True, exist_ok=True)
+        # The tile's lock for the whole fit: its series chunk and state are this tile's alone meanwhile.
         with file_lock(self._lock(tile)):
+            screening = getattr(self.cfg.monitor, "screen_outliers", "none") == "CCDC_RIRLS"
+            forest = read_forest_mask(self.cfg, tile)
+            monitoring_start = self.cfg.history.end + dt.timedelta(days=1)
+            # Row blocks bound memory by the block, not by the tile x the history's length: nrt fits per pixel.
+            blocks, series = [], None
+            rows = block_rows(self.cfg.compute, tile, len(acquisitions(items, tile)))
+            for top, bottom in row_blocks(tile.height, rows):
+                part = tile_rows(tile, top, bottom)
+                history, bands = load_index_and_bands(items, part, self.cfg, SCREENING_BANDS if screening else ())
+                blocks.append(fit_monitor(self.cfg.monitor, history, forest[top:bottom], monitoring_start, bands))
+                keys = [acquisition_key(t) for t in history.time.values]  # the same dates in every block
+                # The plot's observations go to disk block by block too.
+                series = series or series_writer(tile, keys, self.cfg)
+                series.write(top, history.values)
+                del history, bands  # before the next block's load, so two blocks never live at once
+            monitor = join_blocks(blocks)
+            note_series(monitor, series.close(), self.cfg)  # published before the state commits
+            state = TileState(
+                tile_id=tile.id,
+                crs=tile.crs,
+                transform=tile.transform,
+                monitor=monitor,
+                fingerprint=fingerprint(self.cfg),
+                history_acquisitions=len(keys),
+                last_history=keys[-1] if keys else None,
+            )
             save_state(state, self.tile_state_path(tile), generations=self.cfg.output.state_generations)
         monitored = int((monitor.monitor.mask == 1).sum())
         log.info(

@@ -44,7 +44,7 @@ POINTS: dict[str, Point] = {
     "load-state-done": Point("loading", "scheduler.pipeline:load_state", "after"),
     "search": Point("loading", "scheduler.sources:StaticCatalogSource.search"),
     "search-done": Point("loading", "scheduler.sources:StaticCatalogSource.search", "after"),
-    "load-index": Point("loading", "scheduler.pipeline:load_index"),
+    "load-index": Point("loading", "scheduler.pipeline:load_new_index"),
     "read-archive-cog": Point("loading", "rasterio:open", arg=0, pattern="*archive*"),
     "odc-load-done": Point("loading", "scheduler.loading:odc_load", "after"),
     # monitoring: absorbing acquisitions and committing the state
@@ -69,6 +69,9 @@ POINTS: dict[str, Point] = {
     "cog-validated": Point("report", "catalog.cog:cog_validate", "after"),
     "replace-cog": Point("report", "os:replace", arg=1, pattern="*.tif"),
     "cog-replaced": Point("report", "os:replace", "after", arg=1, pattern="*.tif"),
+    "series-chunk": Point("report", "catalog.series:ChunkWriter.close"),
+    "series-staged": Point("report", "catalog.series:_copy_as_cog"),
+    "series-chunk-done": Point("report", "catalog.series:ChunkWriter.close", "after"),
     "thumbnail": Point("report", "catalog.publish:write_thumbnail"),
     "thumbnail-done": Point("report", "catalog.publish:write_thumbnail", "after"),
     # catalog writing: item JSON, mosaics, collection, the publication index, the run log

@@ -72,6 +72,9 @@ CASES = [
     ("cog-validated", 7),
     ("replace-cog", 2),
     ("cog-replaced", 12),
+    ("series-chunk", 1),
+    ("series-staged", 2),
+    ("series-chunk-done", 2),
     ("thumbnail", 1),
     ("thumbnail-done", 2),
     # catalog writing
