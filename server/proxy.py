@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
-
-from server.wms.urls import HOST, PREFIX
 
 
 class PublicURLMiddleware:
@@ -45,6 +44,9 @@ class PublicURLMiddleware:
         await self.app(scope, receive, send)
 
 
+# Well-formed forwarded values only: anything else is ignored rather than echoed into documents.
+HOST = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+PREFIX = re.compile(r"(?:/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*/?")
 FORWARDED_HEADERS = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix", b"x-forwarded-for"})
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

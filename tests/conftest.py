@@ -83,11 +83,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(settings: ServerSettings) -> Iterator[str]:
-    """Run the app with uvicorn on a loopback port in a thread; yield its base URL."""
+def serve_app(app: object, host: str = "127.0.0.1") -> Iterator[str]:
+    """Run an ASGI app with uvicorn on a loopback port in a thread, as `nrt-alerts serve` does (no uvicorn proxy
+    headers); yield its base URL."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -96,10 +96,17 @@ def serving(settings: ServerSettings) -> Iterator[str]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{'[::1]' if host == '::1' else host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def serving(settings: ServerSettings) -> Iterator[str]:
+    """Run the app built around `settings` on a loopback port; yield its base URL."""
+    with serve_app(create_app(settings)) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from catalog.runs import RunLog
 from catalog.store import CatalogLayout, read_index
@@ -30,28 +24,9 @@ from server.cli import main
 from server.routers.admin import AdminActions
 from server.settings import ServerSettings
 
-from conftest import RUN_STEPS, DemoRun, free_port, make_workspace
+from conftest import RUN_STEPS, DemoRun, free_port, make_workspace, serve_app
 
 TOKEN = "s3cret-admin-token-0123456789"
-
-
-@contextlib.contextmanager
-def serve_app(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
-    """Run an app with uvicorn on a loopback port, as `nrt-alerts serve` does (no uvicorn proxy headers)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://{'[::1]' if host == '::1' else host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -8,7 +8,6 @@ is the reference the faulty runs must reach once the fault is removed (docs/faul
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import http.client
 import http.server
@@ -25,7 +24,6 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
-import uvicorn
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -42,7 +40,7 @@ from scheduler.monitors import absorb
 from scheduler.pipeline import Pipeline, RunResult
 from scheduler.state import TileState, load_state
 
-from conftest import free_port, make_workspace
+from conftest import free_port, make_workspace, serve_app
 from stac_api import check_postgres_installed, running_stac_api
 
 UNTIL = dt.datetime(2023, 2, 28, 23, 59, tzinfo=dt.UTC)  # 12 acquisitions after the history (2021-2022)
@@ -148,24 +146,6 @@ def clean(fitted: Config, demo_archive: DemoArchive, tmp_path_factory: pytest.Te
 
 
 # -- assets over HTTP ------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def serve_app(app: Starlette) -> Iterator[str]:
-    """Run an ASGI app on a loopback port in a thread; yield its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "asset server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @dataclass

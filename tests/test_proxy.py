@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_admin import TOKEN, serve_app
+from test_admin import TOKEN
 
 from scheduler.config import load_config
 from scheduler.errors import ConfigError
@@ -22,7 +22,7 @@ from server.app import create_app
 from server.proxy import ForwardedHeadersMiddleware
 from server.settings import ServerSettings, parse_networks
 
-from conftest import DemoRun, free_port
+from conftest import DemoRun, free_port, serve_app
 
 FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "maps.example.org", "X-Forwarded-Prefix": "/alerts"}
 PUBLIC = "https://maps.example.org/alerts"
