@@ -5,18 +5,17 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
 from server.auth import load_admin_token
 from server.caching import CachingMiddleware
 from server.errors import add_exception_handlers
+from server.guard import RefusePathsMiddleware
 from server.proxy import ForwardedHeadersMiddleware, PublicURLMiddleware
 from server.reader import guarded_reader
 from server.registry import LayerRegistry
@@ -27,37 +26,11 @@ from server.routers.stac import catalog_files
 from server.routers.tiles import layer_tiler
 from server.settings import ServerSettings, parse_networks
 from server.wms import router as wms_router
-from server.wms.errors import WMSException, exception_response
 
 log = logging.getLogger(__name__)
 
 # Started with the app and stopped with it, e.g. the in-process scheduler the CLI wires in.
 Service = Callable[[], AbstractContextManager]
-
-# GDAL reads a CRS string that is not a code as a file path, and fetches URLs: only codes and OGC names pass.
-CRS_PARAMS = frozenset({"crs", "coord_crs", "dst_crs", "bbox_crs"})
-SAFE_CRS = re.compile(
-    r"\[?("
-    r"[A-Za-z][A-Za-z0-9_]*:[A-Za-z0-9_.]+"  # EPSG:3857, OGC:CRS84, ESRI:102100
-    r"|https?://www\.opengis\.net/def/crs/[A-Za-z0-9_]+/[0-9.]+/[A-Za-z0-9_.]+"  # OGC CRS URI
-    r"|urn:ogc:def:crs:[A-Za-z0-9_]+:[0-9.]*:[A-Za-z0-9_.]+"  # OGC URN
-    r")\]?"
-)
-# Absolute paths, GDAL virtual file systems, URLs and parent folders: no parameter value needs them.
-PATH_LIKE = re.compile(r"^[/\\~]|://|\.\.")
-
-
-def refused_value(name: str, value: str) -> str | None:
-    """Why a query parameter value is refused (it names a file, folder or URL, or a band we lack), or None."""
-    if name == "bidx" and value != "1":
-        return "bidx: every layer has one band (bidx=1)"
-    if name in CRS_PARAMS:
-        if SAFE_CRS.fullmatch(value):
-            return None
-        return f"{name}: only CRS codes (e.g. EPSG:3857) or OGC CRS URIs are accepted, not paths or URLs"
-    if PATH_LIKE.search(value):
-        return f"layers are named; paths and URLs are not accepted (parameter {name!r})"
-    return None
 
 
 def create_app(
@@ -102,25 +75,9 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_exception_handlers(app)
 
-    # Added first, so it runs inside refuse_paths: a 304 is never answered for a request that would be refused.
+    # Added first, so it runs inside RefusePathsMiddleware: a 304 is never answered for a request it refuses.
     app.add_middleware(CachingMiddleware, registry=app.state.registry, latest_max_age=settings.latest_max_age)
-
-    @app.middleware("http")
-    async def refuse_paths(request: Request, call_next: Callable) -> Response:
-        """TiTiler's `?url=` names a file or URL to read: never accepted from a client here, nor path-like values."""
-        if "url" in request.query_params:
-            return JSONResponse(
-                {"detail": "layers are named; paths and URLs (the 'url' parameter) are not accepted"},
-                status_code=400,
-            )
-        for name, value in request.query_params.multi_items():
-            if reason := refused_value(name, value):
-                if request.url.path.rstrip("/") == "/wms":  # WMS clients expect an OGC exception report
-                    version = request.query_params.get("version") or request.query_params.get("VERSION") or "1.3.0"
-                    code = "LayerNotDefined" if name.lower() in ("layers", "query_layers", "layer") else None
-                    return exception_response(WMSException(code, reason, locator=name), version)
-                return JSONResponse({"detail": reason}, status_code=400)
-        return await call_next(request)
+    app.add_middleware(RefusePathsMiddleware)
 
     app.add_middleware(
         CORSMiddleware,
