@@ -55,13 +55,6 @@ def item_key(item: pystac.Item) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") if when.tzinfo else when.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _solar_day(item: pystac.Item) -> dt.date:
-    """The item's local solar date, as odc-stac's groupby="solar_day" computes it (longitude of its bbox)."""
-    when = item.datetime or dt.datetime.min.replace(tzinfo=dt.UTC)
-    lon = (item.bbox[0] + item.bbox[2]) / 2 if item.bbox else 0.0
-    return (when + dt.timedelta(hours=lon / 15)).date()
-
-
 @dataclass
 class Acquisition:
     """The items of one solar day: what odc-stac fuses into one time step, and the key it will carry."""
@@ -75,33 +68,52 @@ class Acquisition:
         return ", ".join(item.id for item in self.items)
 
 
-def group_acquisitions(items: list[pystac.Item]) -> list[Acquisition]:
-    """Items grouped by solar day, oldest first."""
+def _nominal(item: pystac.Item) -> dt.datetime:
+    """An item's time as odc-stac takes it: datetime, else start_datetime."""
+    return utc(item.datetime or item.common_metadata.start_datetime)
+
+
+def _solar_day_at(item: pystac.Item, lon: float) -> dt.date:
+    """The solar day odc-stac groups an item into (its offset is snapped to whole hours, as odc-stac does)."""
+    return (_nominal(item) + dt.timedelta(seconds=int(lon / 15) * 3600)).date()
+
+
+def group_acquisitions(items: list[pystac.Item], tile: Tile) -> list[Acquisition]:
+    """Items grouped as the loader groups them onto this tile (solar day at the tile's longitude), oldest first."""
+    ((lon, _),) = tile.geobox.extent.centroid.to_crs("epsg:4326").points
     groups: dict[dt.date, list[pystac.Item]] = {}
-    for item in sorted(items, key=lambda i: (item_key(i), i.id)):
-        groups.setdefault(_solar_day(item), []).append(item)
-    return [Acquisition(item_key(group[0]), group) for _, group in sorted(groups.items())]
+    for item in sorted(items, key=lambda i: (_nominal(i), i.id)):
+        groups.setdefault(_solar_day_at(item, lon), []).append(item)
+    # The loaded time of a group is its earliest item's (odc-stac sorts each group by time, then id).
+    return [Acquisition(_nominal(group[0]).strftime("%Y-%m-%dT%H:%M:%S"), group) for _, group in sorted(groups.items())]
+
+
+def batches(acquisitions: list[Acquisition], size: int) -> list[list[pystac.Item]]:
+    """Consecutive acquisitions, `size` at a time, so a load holds at most `size` dates (never half a day)."""
+    return [
+        [item for acq in acquisitions[i : i + size] for item in acq.items] for i in range(0, len(acquisitions), size)
+    ]
 
 
 @dataclass
 class PendingItems:
     """What a tile still has to absorb, and what came too late to be absorbed."""
 
-    items: list[pystac.Item]
+    todo: list[Acquisition]
     late: list[Acquisition]
 
 
-def pending_items(items: list[pystac.Item], absorbed: set[str], last: str) -> PendingItems:
+def pending_items(items: list[pystac.Item], tile: Tile, absorbed: set[str], last: str) -> PendingItems:
     """Drop acquisitions already absorbed (not read again); set apart those older than the last absorbed one."""
-    todo: list[pystac.Item] = []
+    todo: list[Acquisition] = []
     late: list[Acquisition] = []
-    for acq in group_acquisitions(items):
+    for acq in group_acquisitions(items, tile):
         if acq.key in absorbed:
             continue
         if acq.key <= last:
             late.append(acq)
         else:
-            todo.extend(acq.items)
+            todo.append(acq)
     return PendingItems(todo, late)
 
 
@@ -178,7 +190,7 @@ def load_new_index(items: list[pystac.Item], tile: Tile, cfg: Config) -> xr.Data
     try:
         return load_index(items, tile, cfg)
     except SourceError as batch_error:
-        acquisitions = group_acquisitions(items)
+        acquisitions = group_acquisitions(items, tile)
         if len(acquisitions) <= 1:
             if acquisitions:
                 raise _acquisition_error(tile, acquisitions[0], batch_error, cfg) from batch_error
@@ -280,28 +292,3 @@ def _span(items: list[pystac.Item]) -> str:
         return f"acquisition {item_key(items[0])} (item {items[0].id})"
     keys = sorted(item_key(item) for item in items)
     return f"{len(items)} items {keys[0]} .. {keys[-1]}" if keys else "no items"
-
-
-def _nominal(item: pystac.Item) -> dt.datetime:
-    """An item's time as odc-stac takes it: datetime, else start_datetime."""
-    return utc(item.datetime or item.common_metadata.start_datetime)
-
-
-def _solar_day_at(item: pystac.Item, lon: float) -> dt.date:
-    """The solar day odc-stac groups an item into (its offset is snapped to whole hours, as odc-stac does)."""
-    return (_nominal(item) + dt.timedelta(seconds=int(lon / 15) * 3600)).date()
-
-
-def acquisitions(items: list[pystac.Item], tile: Tile) -> list[tuple[str, list[pystac.Item]]]:
-    """The items grouped by acquisition (solar day, as the loader groups them), each with its expected key."""
-    ((lon, _),) = tile.geobox.extent.centroid.to_crs("epsg:4326").points
-    groups: dict[dt.date, list[pystac.Item]] = {}
-    for item in sorted(items, key=lambda i: (_nominal(i), i.id)):
-        groups.setdefault(_solar_day_at(item, lon), []).append(item)
-    # The loaded time of a group is its earliest item's (odc-stac sorts each group by time, then id).
-    return [(_nominal(group[0]).strftime("%Y-%m-%dT%H:%M:%S"), group) for _, group in sorted(groups.items())]
-
-
-def batches(groups: list[tuple[str, list[pystac.Item]]], size: int) -> list[list[pystac.Item]]:
-    """Consecutive acquisitions, `size` at a time, so a load holds at most `size` dates (never half a day)."""
-    return [[item for _, group in groups[i : i + size] for item in group] for i in range(0, len(groups), size)]

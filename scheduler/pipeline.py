@@ -26,8 +26,8 @@ from scheduler.grid import Tile, area_tiles
 from scheduler.loading import (
     AcquisitionError,
     acquisition_key,
-    acquisitions,
     batches,
+    group_acquisitions,
     load_index_and_bands,
     load_new_index,
     pending_items,
@@ -165,7 +165,7 @@ class Pipeline:
             monitoring_start = self.cfg.history.end + dt.timedelta(days=1)
             # Row blocks bound memory by the block, not by the tile x the history's length: nrt fits per pixel.
             blocks, series = [], None
-            rows = block_rows(self.cfg.compute, tile, len(acquisitions(items, tile)))
+            rows = block_rows(self.cfg.compute, tile, len(group_acquisitions(items, tile)))
             for top, bottom in row_blocks(tile.height, rows):
                 part = tile_rows(tile, top, bottom)
                 history, bands = load_index_and_bands(items, part, self.cfg, SCREENING_BANDS if screening else ())
@@ -216,11 +216,11 @@ class Pipeline:
             seen = set(state.absorbed)
             last = state.last_key or ""
             # Absorbed acquisitions are not read again; late ones are set apart unread (docs/faults.md).
-            pending = pending_items(items, seen, last)
+            pending = pending_items(items, tile, seen, last)
             outcome.skipped_late.extend(acq.key for acq in pending.late)
             failure = None
             # The rest streams through in batches of dates: memory follows the tile, not the acquisitions.
-            for batch in batches(acquisitions(pending.items, tile), self.cfg.compute.batch_acquisitions):
+            for batch in batches(pending.todo, self.cfg.compute.batch_acquisitions):
                 try:
                     data = load_new_index(batch, tile, self.cfg)
                 except AcquisitionError as exc:
