@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -333,6 +334,17 @@ class ComputeConfig(_Section):
         description="Fewer rows when rows x width x history dates exceeds this, so a fit's memory does not grow "
         "with the history's length",
     )
+    threads: Annotated[int, Field(ge=0, le=256)] = Field(
+        default=0,
+        description="Threads one tile's load and fit use (0: every CPU when tiles run in this process; "
+        "threads_per_worker on dask workers)",
+    )
+
+    def tile_threads(self) -> int:
+        """The threads a tile's load and fit use here (`threads`, or every CPU this process may use)."""
+        if self.threads:
+            return self.threads
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 class ServerConfig(_Section):

@@ -141,6 +141,9 @@ def _worker_pipeline(cfg: Config) -> Pipeline:
     """The pipeline a worker uses for this config, built on first use."""
     from scheduler.pipeline import Pipeline
 
+    if not cfg.compute.threads:  # a worker's tiles share its threads, not the whole machine's CPUs
+        compute = cfg.compute.model_copy(update={"threads": cfg.compute.threads_per_worker})
+        cfg = cfg.model_copy(update={"compute": compute})
     key = cfg.model_dump_json()
     with _worker_lock:
         if key not in _worker_pipelines:
