@@ -87,6 +87,11 @@ def status_colormap(*, first_detections: bool = False) -> dict[int, tuple[int, i
     return colours
 
 
+def visible_colours(colours: dict[int, tuple[int, int, int, int]]) -> dict[int, tuple[int, int, int, int]]:
+    """Only the colours that show: rio-tiler draws unlisted codes transparent, and each listed one costs a pass."""
+    return {code: rgba for code, rgba in colours.items() if rgba[3] > 0}
+
+
 def classification_classes() -> list[dict]:
     """The status classes as STAC `classification:classes`."""
     return [

@@ -245,7 +245,7 @@ class Publisher:
         item = json.loads(self.layout.item_path(item_id).read_text(encoding="utf-8"))
         height, width = item["properties"]["proj:shape"]
         return MosaicSource(
-            path=self.layout.item_path(item_id).parent / f"{item_id}_{layer.asset}.tif",
+            path=self.layout.asset_path(item_id, layer.asset),
             transform=Affine(*item["properties"]["proj:transform"][:6]),
             width=width,
             height=height,

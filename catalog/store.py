@@ -48,6 +48,10 @@ class CatalogLayout:
         """An item's JSON (its COGs sit beside it)."""
         return self.collection_dir / "items" / item_id / f"{item_id}.json"
 
+    def asset_path(self, item_id: str, asset: str) -> Path:
+        """An item's COG of one layer."""
+        return self.collection_dir / "items" / item_id / f"{item_id}_{asset}.tif"
+
     def mosaic_path(self, version: str, asset: str) -> Path:
         """A version's mosaic VRT for one layer."""
         return self.collection_dir / "mosaics" / version / f"{asset}.vrt"

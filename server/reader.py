@@ -12,7 +12,7 @@ from rio_tiler.constants import WGS84_CRS
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData, PointData
 
-from catalog.encoding import status_colormap
+from catalog.encoding import status_colormap, visible_colours
 from catalog.errors import LayerNotFound
 from catalog.layers import CONFIDENCE, DATE, STATUS
 from server.errors import ForbiddenPath
@@ -20,6 +20,7 @@ from server.filters import AlertFilter
 
 # Sibling layers are read on the same grid as the requested one: nearest keeps codes and dates exact.
 SIBLING_READ = {"indexes": 1, "resampling_method": "nearest", "reproject_method": "nearest"}
+STATUS_COLOURS = visible_colours(status_colormap())
 # Geometry options of `part` that define the output grid, forwarded to sibling reads.
 GRID_OPTIONS = ("padding",)
 
@@ -47,7 +48,7 @@ def guarded_reader(root: Path) -> type[Reader]:
         def _get_colormap(self) -> None:
             """The status layer renders with the RGBA alert colours (its GeoTIFF palette has no alpha)."""
             if self.dataset.descriptions and self.dataset.descriptions[0] == STATUS.asset:
-                self.colormap = status_colormap()
+                self.colormap = STATUS_COLOURS
             else:
                 super()._get_colormap()
 
@@ -104,9 +105,11 @@ def guarded_reader(root: Path) -> type[Reader]:
 def read_sibling(
     reader: type[Reader], path: Path, asset: str, read: Callable[[Reader], np.ma.MaskedArray]
 ) -> np.ma.MaskedArray:
-    """Read another layer of the same publication: the file named after its asset beside the resolved mosaic."""
-    # The path was resolved on the server from a layer name, so its folder is a publication's mosaic folder.
-    sibling = path.with_name(f"{asset}{path.suffix}")
+    """Read another layer of the same publication: the file of that asset beside the resolved mosaic or COG."""
+    # The path was resolved on the server from a layer name: a mosaic `<version>/<asset>.vrt` or an item's COG
+    # `<item>/<item>_<asset>.tif` (layer names may hold "_", so the item folder's name gives the prefix).
+    prefix = f"{path.parent.name}_" if path.stem.startswith(f"{path.parent.name}_") else ""
+    sibling = path.with_name(f"{prefix}{asset}{path.suffix}")
     if not sibling.is_file():
         raise LayerNotFound(f"this publication has no {asset!r} layer to filter on")
     with reader(str(sibling)) as src:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
+import shutil
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import morecantile
@@ -14,9 +19,12 @@ from test_end_to_end import _lonlat_of_pixel, _pixel_lonlat, _tile_png, latest_l
 from test_wms import CONFIRMED_RGBA, SIZE, count, getmap_params, rgba_of
 
 from catalog.encoding import CONFIRMED_CODES, DATE_EPOCH, STATUS_CLASSES, status_colormap
+from catalog.store import CatalogLayout
 from server.filters import CONFIRMED_STAGE, PROVISIONAL_STAGE, AlertFilter, FilterError, parse_filter
+from server.registry import LayerRegistry
+from server.settings import ServerSettings
 
-from conftest import DemoRun
+from conftest import DemoRun, serving
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 ALL_COLOURS = status_colormap(first_detections=True)
@@ -226,3 +234,53 @@ def test_bad_getmap_filters_are_exception_reports(
     assert exception.get("code") == "InvalidParameterValue"
     assert exception.get("locator") == name.upper()
     assert name.lower() in (exception.text or "")
+
+
+# --- a lone tile is served from its COG ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lone_tile(static_run: DemoRun, clear_cut: ClearCut, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A copy of the catalog whose latest publication holds only the tile under the clear-cut: a one-tile area."""
+    stac = tmp_path_factory.mktemp("lone") / "stac"
+    shutil.copytree(static_run.cfg.output.stac_dir, stac)
+    layout = CatalogLayout(stac)
+    index = json.loads(layout.index_path.read_text())
+    latest = index["publications"][-1]
+    lon, lat = clear_cut.site
+    for tile_id, item_id in latest["items"].items():
+        west, south, east, north = json.loads(layout.item_path(item_id).read_text())["bbox"]
+        if west <= lon <= east and south <= lat <= north:
+            latest["items"] = {tile_id: item_id}
+            break
+    assert len(latest["items"]) == 1
+    layout.index_path.write_text(json.dumps(index))
+    return stac
+
+
+def test_lone_tile_is_read_from_its_cog_with_the_same_pixels(
+    static_server: str, lone_tile: Path, clear_cut: ClearCut
+) -> None:
+    """One item: tiles, filters (sibling layers, also of `date_conf` with its "_") and points read its COGs."""
+    (item,) = json.loads(CatalogLayout(lone_tile).index_path.read_text())["publications"][-1]["items"].values()
+    assert LayerRegistry(lone_tile).resolve("alerts").path.name == f"{item}_status.tif"
+    assert LayerRegistry(lone_tile).resolve("alert-date-conf").path.name == f"{item}_date_conf.tif"
+    lon, lat = clear_cut.site
+    inner = TMS.tile(lon, lat, 17)  # inside the one item: both catalogs have the same pixels there
+    west, south, east, north = json.loads(CatalogLayout(lone_tile).item_path(item).read_text())["bbox"]
+    bounds = TMS.bounds(inner)
+    assert west < bounds.left and bounds.right < east and south < bounds.bottom and bounds.top < north
+    with serving(ServerSettings(stac_dir=lone_tile)) as lone:
+        for params in ({}, {"detected_before": clear_cut.max_date.isoformat()}, {"min_confidence": "0.5"}):
+            np.testing.assert_array_equal(_tile_png(lone, inner, **params), _tile_png(static_server, inner, **params))
+        assert count(_tile_png(lone, inner), CONFIRMED_RGBA) > 10
+        url = f"layers/alert-date-conf/tiles/WebMercatorQuad/{inner.z}/{inner.x}/{inner.y}.npy"
+        arrays = []
+        for base in (lone, static_server):
+            r = httpx.get(f"{base}/{url}", params={"stage": "confirmed"}, timeout=30)
+            assert r.status_code == 200, r.text
+            arrays.append(np.load(io.BytesIO(r.content)))
+        np.testing.assert_array_equal(arrays[0], arrays[1])
+        assert (arrays[0][0] > 0).sum() > 10, "confirmed alerts keep their date_conf values"
+        points = [httpx.get(f"{b}/point/{lon},{lat}", timeout=30).json() for b in (lone, static_server)]
+        assert points[0] == points[1]

@@ -8,19 +8,20 @@ from rio_tiler.colormap import cmap as default_cmap
 from titiler.core.dependencies import create_colormap_dependency
 from titiler.core.factory import TilerFactory
 
-from catalog.encoding import context_colormap, status_colormap
+from catalog.encoding import context_colormap, status_colormap, visible_colours
 from server.deps import layer_path
 from server.filters import FilterParams
 from server.reader import guarded_reader
 
 LAYER_PREFIX = "/layers/{layer}"
 
-# Named styles of the status layer on top of rio-tiler's colour maps: ?colormap_name=alerts, alerts-all, context.
+# Named styles of the status layer on top of rio-tiler's colour maps: ?colormap_name=alerts, alerts-all, context
+# (transparent codes left out: rio-tiler draws unlisted codes transparent, and each listed one costs a pass).
 COLORMAPS = default_cmap.register(
     {
-        "alerts": status_colormap(),
-        "alerts-all": status_colormap(first_detections=True),
-        "context": context_colormap(),
+        "alerts": visible_colours(status_colormap()),
+        "alerts-all": visible_colours(status_colormap(first_detections=True)),
+        "context": visible_colours(context_colormap()),
     }
 )
 
