@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -369,3 +373,110 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
         except httpx.HTTPError:
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+# -- a source that grows, and a running server -----------------------------------------------------------------
+
+
+class GrowingSource:
+    """A static STAC catalog of the demo's items that grows one acquisition at a time."""
+
+    def __init__(self, root: Path, archive) -> None:
+        self.root = fresh_dir(root)
+        (self.root / "items").mkdir()
+        self.docs = {doc["id"]: doc for doc in json_items(archive)}
+        self.ids: list[str] = []
+
+    def add(self, docs: list[dict]) -> None:
+        """Write the items, then replace catalog.json (the source rereads it when its mtime changes)."""
+        for doc in docs:
+            item = {k: v for k, v in doc.items() if k != "_path"}
+            folder = Path(doc["_path"]).parent
+            item["assets"] = {
+                key: {**asset, "href": str((folder / asset["href"]).resolve())} for key, asset in item["assets"].items()
+            }
+            item["links"] = [{"rel": "root", "href": "../catalog.json"}, {"rel": "parent", "href": "../catalog.json"}]
+            (self.root / "items" / f"{item['id']}.json").write_text(json.dumps(item))
+            self.ids.append(item["id"])
+        catalog = {
+            "type": "Catalog",
+            "stac_version": "1.1.0",
+            "id": "bench-source",
+            "description": "The benchmark's growing source catalog",
+            "links": [{"rel": "root", "href": "./catalog.json", "type": "application/json"}]
+            + [{"rel": "item", "href": f"./items/{i}.json", "type": "application/geo+json"} for i in self.ids],
+        }
+        tmp = self.root / ".catalog.json.tmp"
+        tmp.write_text(json.dumps(catalog))
+        os.replace(tmp, self.root / "catalog.json")
+
+    def item_time(self, doc: dict) -> dt.datetime:
+        """An item's datetime."""
+        return dt.datetime.fromisoformat(doc["properties"]["datetime"].replace("Z", "+00:00"))
+
+    def docs_between(self, after: dt.datetime | None, until: dt.datetime) -> list[dict]:
+        """The items dated in (after, until]."""
+        return [
+            d for d in self.docs.values() if (after is None or self.item_time(d) > after) and self.item_time(d) <= until
+        ]
+
+
+class PeakRSS:
+    """Polls a process tree's summed resident memory in a thread between start() and stop()."""
+
+    def __init__(self, pid: int, poll_s: float = 0.02) -> None:
+        self.proc = psutil.Process(pid)
+        self.poll_s = poll_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _tree_rss(self.proc))
+            time.sleep(self.poll_s)
+
+    def start(self) -> PeakRSS:
+        """Start polling."""
+        self.peak = _tree_rss(self.proc)
+        self._thread.start()
+        return self
+
+    def stop(self) -> float:
+        """Stop polling; the peak in MB."""
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _tree_rss(self.proc))
+        return round(self.peak / 2**20, 1)
+
+
+@contextlib.contextmanager
+def served(config: Path, cwd: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`nrt-alerts serve` of a config with its scheduler, on a free loopback port; yields (base URL, process)."""
+    port = free_port()
+    log = open(cwd / "serve.log", "w")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        cli("serve", "-c", config, "--port", str(port)), env=child_env(), cwd=cwd, stdout=subprocess.DEVNULL, stderr=log
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/healthz")
+        yield base, proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def wait_for_runs(client, base: str, n: int, timeout: float) -> list[dict]:
+    """Wait until the server's run history holds at least n runs; returns them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = client.get(f"{base}/status?limit=500")
+        if r.status_code == 200 and len(runs := r.json().get("runs", [])) >= n:
+            return runs
+        time.sleep(0.02)
+    raise RuntimeError(f"the scheduler recorded no run within {timeout:.0f} s")

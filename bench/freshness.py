@@ -13,9 +13,7 @@ scheduler run (0 .. interval); the target is latency <= 60 s + interval.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -29,16 +27,17 @@ import morecantile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
+    GrowingSource,
     base_parser,
     child_env,
     cli,
     free_port,
     fresh_dir,
-    json_items,
     load_average,
     mode_of,
     stats,
     table,
+    wait_for_runs,
     wait_http,
     write_config,
     write_result,
@@ -48,43 +47,6 @@ INTERVAL = {"full": 10.0, "quick": 5.0, "smoke": 1.0}
 REPEATS = {"full": 5, "quick": 3, "smoke": 1}
 TARGET_S = 60.0
 TMS = morecantile.tms.get("WebMercatorQuad")
-
-
-class Source:
-    """A static STAC catalog of the demo's items that grows one acquisition at a time."""
-
-    def __init__(self, root: Path, archive) -> None:
-        self.root = fresh_dir(root)
-        (self.root / "items").mkdir()
-        self.docs = {doc["id"]: doc for doc in json_items(archive)}
-        self.ids: list[str] = []
-
-    def add(self, docs: list[dict]) -> None:
-        """Write the items, then replace catalog.json (the source rereads it when its mtime changes)."""
-        for doc in docs:
-            item = {k: v for k, v in doc.items() if k != "_path"}
-            folder = Path(doc["_path"]).parent
-            item["assets"] = {
-                key: {**asset, "href": str((folder / asset["href"]).resolve())} for key, asset in item["assets"].items()
-            }
-            item["links"] = [{"rel": "root", "href": "../catalog.json"}, {"rel": "parent", "href": "../catalog.json"}]
-            (self.root / "items" / f"{item['id']}.json").write_text(json.dumps(item))
-            self.ids.append(item["id"])
-        catalog = {
-            "type": "Catalog",
-            "stac_version": "1.1.0",
-            "id": "bench-source",
-            "description": "The benchmark's growing source catalog",
-            "links": [{"rel": "root", "href": "./catalog.json", "type": "application/json"}]
-            + [{"rel": "item", "href": f"./items/{i}.json", "type": "application/geo+json"} for i in self.ids],
-        }
-        tmp = self.root / ".catalog.json.tmp"
-        tmp.write_text(json.dumps(catalog))
-        os.replace(tmp, self.root / "catalog.json")
-
-    def item_time(self, doc: dict) -> dt.datetime:
-        """An item's datetime."""
-        return dt.datetime.fromisoformat(doc["properties"]["datetime"].replace("Z", "+00:00"))
 
 
 def center_tile(cfg, zoom: int) -> morecantile.Tile:
@@ -111,7 +73,7 @@ def main() -> int:
     archive, deployed, dates, k = standard_deployment(args.work, smoke)
     root = fresh_dir(args.work / ("freshness-smoke" if smoke else "freshness"))
     shutil.copytree(deployed.parent / "output", root / "output")
-    source = Source(root / "source", archive)
+    source = GrowingSource(root / "source", archive)
     absorbed_until = dates[k]
     source.add([d for d in source.docs.values() if source.item_time(d) <= absorbed_until])
     pending = [d for d in dates[k + 1 :]][:repeats]
@@ -140,7 +102,7 @@ def main() -> int:
         client = httpx.Client(timeout=30.0)
         run_log = root / "output" / "runs.json"
         recorded = len(json.loads(run_log.read_text()).get("runs", [])) if run_log.exists() else 0
-        _wait_for_run(client, base, recorded + 1, timeout=60 + 3 * interval)  # the first scheduled run: nothing new
+        wait_for_runs(client, base, recorded + 1, timeout=60 + 3 * interval)  # the first scheduled run: nothing new
         before = client.get(tile_url)
         etag = before.headers.get("etag")
         body = before.content
@@ -202,17 +164,6 @@ def main() -> int:
     print(table(["acquisition", "latency s", "published", "tile changed"], rows))
     print(f"median {result['latency_s']['median']:.1f} s with a {interval:.0f} s scheduler interval")
     return 0
-
-
-def _wait_for_run(client: httpx.Client, base: str, n: int, timeout: float) -> None:
-    """Wait until the run history holds at least n runs."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = client.get(f"{base}/status?limit=500")
-        if r.status_code == 200 and len(r.json().get("runs", [])) >= n:
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"the scheduler recorded no run within {timeout:.0f} s")
 
 
 if __name__ == "__main__":
