@@ -34,6 +34,7 @@ from catalog.errors import PublishError
 log = logging.getLogger(__name__)
 
 SERIES_DIR = "series"  # under the collection folder: series/<tile>/<chunk>.tif
+MODELS_DIR = "models"  # under the collection folder: models/<tile>/<tile>-<content hash>.tif, shared by items
 SCALE = 1e-4
 NODATA = -32768
 DATES_TAG = "NRT_ALERTS_DATES"
@@ -379,6 +380,30 @@ def write_model(target: Path, model: ModelExport, *, crs: CRS, transform: Affine
     _write_cog(target, array, crs=crs, transform=transform, nodata=float("nan"), descriptions=names, tags=tags)
 
 
+def model_name(tile_id: str, model: ModelExport, crs: CRS, transform: Affine) -> str:
+    """A model file's name from its content: the same fitted model keeps one file over every publication."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(json.dumps([model.form.to_dict(), crs.to_wkt(), list(transform)[:6]]).encode())
+    for array in (model.coefficients, model.lower, model.upper):
+        digest.update(np.ascontiguousarray(array, np.float32).tobytes())
+    return f"{tile_id}-{digest.hexdigest()}.tif"
+
+
+def publish_model(collection_dir: Path, tile_id: str, model: ModelExport, *, crs: CRS, transform: Affine) -> Path:
+    """The tile's model COG, written only if this model was not published before; call it holding the publish lock.
+
+    The model changes only when a tile is fitted again (coefficients, band), while every update publishes a new
+    item: writing it once saves most of an update's publishing time (a float32 band per coefficient).
+    """
+    folder = collection_dir / MODELS_DIR / tile_id
+    target = folder / model_name(tile_id, model, crs, transform)
+    if not target.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_temps(folder)  # a killed publisher's leftovers; the publish lock makes them nobody's
+        write_model(target, model, crs=crs, transform=transform)
+    return target
+
+
 @dataclass(frozen=True)
 class PixelModel:
     """One pixel's model: its form, coefficients, and the band offsets (lower <= 0 <= upper)."""
@@ -426,10 +451,11 @@ def series_assets(
     if series is None:
         return {}
     assets: dict[str, dict] = {}
+    collection_dir = folder.parent.parent
     if series.model is not None:
-        write_model(folder / f"{item_id}_{MODEL_ASSET}.tif", series.model, crs=crs, transform=transform)
+        model_path = publish_model(collection_dir, tile_id, series.model, crs=crs, transform=transform)
         assets[MODEL_ASSET] = {
-            "href": f"./{item_id}_{MODEL_ASSET}.tif",
+            "href": f"../../{model_path.relative_to(collection_dir).as_posix()}",  # item folder: items/<item>/
             "type": COG_MEDIA_TYPE,
             "roles": ["data", MODEL_ROLE],
             "title": "Fitted model and threshold band",
@@ -438,7 +464,6 @@ def series_assets(
             "nrt:model": series.model.form.to_dict(),
             "nrt:monitoring_start": series.monitoring_start,
         }
-    collection_dir = folder.parent.parent
     for n, name in enumerate(series.chunks):
         path = tile_dir(collection_dir, tile_id) / name
         if not path.is_file():

@@ -1,17 +1,21 @@
-"""Fit a tile in row blocks: split the tile grid into rows, then join the blocks' monitors into the tile's one."""
+"""Row blocks of a tile: fitted apart then joined, or absorbing side by side on threads, then joined."""
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from affine import Affine
 
+from scheduler.ccdcnrt import CCDCNRT
 from scheduler.config import ComputeConfig
 from scheduler.errors import StateError
 from scheduler.grid import Tile
-from scheduler.monitors import MonitorState
+from scheduler.monitors import MonitorState, absorb
 
 
 def row_blocks(height: int, rows: int) -> list[tuple[int, int]]:
@@ -78,3 +82,44 @@ def join_blocks(blocks: list[MonitorState]) -> MonitorState:
 def _is_nan(value: Any) -> bool:
     """NaN scalars are equal for joining purposes."""
     return isinstance(value, float) and value != value
+
+
+def split_state(state: MonitorState, parts: int) -> list[tuple[int, int, MonitorState]]:
+    """Row blocks of a state as views of its arrays, each able to absorb on its own thread (pixels are independent).
+
+    After absorbing, `join_blocks` of the blocks is the tile's state again (nrt rebinds some arrays it updates).
+    """
+    height = state.monitor.mask.shape[-2]
+    rows = -(-height // max(1, parts))
+    blocks = []
+    for top, bottom in row_blocks(height, rows):
+        monitor = copy.copy(state.monitor)
+        for name, value in vars(state.monitor).items():
+            if name == "y":
+                setattr(monitor, name, np.asarray(value)[top:bottom])
+            elif _per_pixel(value):
+                setattr(monitor, name, value[..., top:bottom, :])
+        extras = {name: value[top:bottom] for name, value in state.extras.items()}
+        blocks.append((top, bottom, MonitorState(monitor, extras, empty=state.empty)))
+    return blocks
+
+
+def absorb_all(
+    state: MonitorState, acquisitions: Sequence[tuple[np.ndarray, dt.datetime]], threads: int
+) -> MonitorState:
+    """Absorb acquisitions in date order; with threads, row blocks of the tile absorb side by side.
+
+    nrt's monitor() is numpy over the whole tile on one core; row blocks on a thread pool use every core (numpy
+    releases the GIL) and give the same arrays. CCDC-NRT keeps per-date bookkeeping of its own: it stays whole.
+    """
+    if threads <= 1 or state.empty or isinstance(state.monitor, CCDCNRT) or len(acquisitions) == 0:
+        for array, when in acquisitions:
+            absorb(state, array, when)
+        return state
+    blocks = split_state(state, threads)
+    with ThreadPoolExecutor(max_workers=len(blocks)) as pool:
+        for array, when in acquisitions:
+            done = [pool.submit(absorb, block, array[top:bottom], when) for top, bottom, block in blocks]
+            for future in done:
+                future.result()
+    return join_blocks([block for _, _, block in blocks])

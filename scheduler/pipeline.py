@@ -18,7 +18,7 @@ from catalog.mosaic import AreaGrid
 from catalog.publish import Publisher, TileReport, item_data_time
 from catalog.store import CatalogLayout, Publication, read_index
 from scheduler import parallel
-from scheduler.blocks import block_rows, join_blocks, row_blocks, tile_rows
+from scheduler.blocks import absorb_all, block_rows, join_blocks, row_blocks, tile_rows
 from scheduler.clock import utc
 from scheduler.config import SCREENING_BANDS, Config
 from scheduler.errors import ConfigError, NrtAlertsError, SourceError, StateError
@@ -32,7 +32,7 @@ from scheduler.loading import (
     load_new_index,
     pending_items,
 )
-from scheduler.monitors import absorb, fit_monitor, note_series, record_series, report_layers, series_writer
+from scheduler.monitors import fit_monitor, note_series, record_series, report_layers, series_writer
 from scheduler.sources import ImagerySource, source_from_config
 from scheduler.state import TileState, load_state, meta_last_key, read_state_meta, save_state, state_path
 
@@ -226,7 +226,7 @@ class Pipeline:
                 except AcquisitionError as exc:
                     # Absorb what precedes the unreadable acquisition; the next run starts again from it.
                     data, failure = exc.loaded, exc
-                absorbed = []
+                absorbed, arrays = [], []
                 for i, time in enumerate(data.time.values if data is not None else []):
                     key = acquisition_key(time)
                     if key in seen:
@@ -235,11 +235,14 @@ class Pipeline:
                         # Applying an older date after a newer one would corrupt the monitor's process: skip it.
                         outcome.skipped_late.append(key)
                         continue
-                    absorb(state.monitor, data.isel(time=i).values, dt.datetime.fromisoformat(key))
+                    arrays.append((data.isel(time=i).values, dt.datetime.fromisoformat(key)))
                     absorbed.append(key)
                     last = key
-                    if progress:
-                        progress(1)
+                # Row blocks of the tile absorb the batch side by side, one per thread.
+                state.monitor = absorb_all(state.monitor, arrays, self.cfg.compute.tile_threads())
+                del arrays
+                if progress and absorbed:
+                    progress(len(absorbed))
                 if absorbed:  # the plot's observations of this batch, published before the state commits
                     record_series(state.monitor, tile, data, absorbed, self.cfg)
                     state.absorbed.extend(absorbed)

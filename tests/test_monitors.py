@@ -18,6 +18,15 @@ from scheduler.monitors import absorb, fit_monitor, report_layers
 from scheduler.state import TileState, load_state, save_state
 
 SIZE = 12
+# One configuration of each algorithm, for tests that must hold for every monitor.
+EVERY_ALGORITHM = [
+    {"algorithm": "iqr"},
+    {"algorithm": "ccdc"},
+    {"algorithm": "ewma"},
+    {"algorithm": "cusum"},
+    {"algorithm": "mosum", "h": 0.5},
+    {"algorithm": "ccdc-nrt"},
+]
 HISTORY_END = dt.date(2022, 12, 31)
 DROP_DATE = dt.datetime(2023, 6, 1)
 

@@ -9,16 +9,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from distributed import LocalCluster
+from test_monitors import EVERY_ALGORITHM, HISTORY_END, _cube, _forest
 
+from catalog.encoding import CONFIRMED_CODES
 from catalog.store import CatalogLayout, read_index
 from scheduler import parallel
 from scheduler import pipeline as pipeline_module
-from scheduler.config import Config
+from scheduler.blocks import absorb_all
+from scheduler.config import Config, parse_monitor
 from scheduler.demo import DemoArchive
 from scheduler.loading import load_new_index
-from scheduler.monitors import SERIES_ATTR
+from scheduler.monitors import SERIES_ATTR, fit_monitor, report_layers
 from scheduler.pipeline import Pipeline
 from scheduler.state import TileState, load_state, save_state
 
@@ -253,3 +257,32 @@ def test_fit_block_rows_shrink_with_the_history() -> None:
     assert block_rows(compute, tile, 200) == 50
     assert block_rows(compute, tile, 400) == 25
     assert block_rows(compute, tile, 10**9) == 1
+
+
+@pytest.mark.parametrize(
+    "monitor",
+    EVERY_ALGORITHM,
+    ids=lambda m: m["algorithm"],
+)
+@pytest.mark.parametrize("threads", [2, 5])
+def test_threaded_absorb_equals_serial(monitor: dict, threads: int) -> None:
+    """Row blocks absorbing on threads leave exactly the arrays one whole-tile absorb does."""
+    cfg = parse_monitor(monitor)
+    history = _cube("2021-01-01", "2022-12-31", seed=1)
+    monitoring = _cube("2023-01-01", "2023-12-31", seed=2)
+    acquisitions = [
+        (monitoring.isel(time=i).values, pd.Timestamp(t).to_pydatetime()) for i, t in enumerate(monitoring.time.values)
+    ]
+    serial = fit_monitor(cfg, history, _forest(), HISTORY_END + dt.timedelta(days=1))
+    threaded = copy.deepcopy(serial)
+    serial = absorb_all(serial, acquisitions, threads=1)
+    threaded = absorb_all(threaded, acquisitions, threads=threads)
+    confirmed = np.isin(report_layers(serial, cfg)["status"], CONFIRMED_CODES)
+    assert confirmed.sum() >= 9, "the planted drop is confirmed: the test compares breaks"
+    for name, value in vars(serial.monitor).items():
+        other = getattr(threaded.monitor, name)
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(other, value, err_msg=name)
+            assert other.dtype == value.dtype, name
+    for name, value in serial.extras.items():
+        np.testing.assert_array_equal(threaded.extras[name], value, err_msg=name)

@@ -14,7 +14,7 @@ import test_wms
 from rasterio.windows import Window
 from scipy import ndimage
 from test_end_to_end import _lonlat_of_pixel
-from test_monitors import HISTORY_END, _cube, _forest
+from test_monitors import EVERY_ALGORITHM, HISTORY_END, _cube, _forest
 from test_wms import Area, Site, featureinfo_params
 
 from catalog.encoding import CONFIRMED_CODES, DATE_EPOCH
@@ -32,7 +32,7 @@ from catalog.store import CatalogLayout, read_index
 from catalog.validate import validate_tree
 from scheduler.config import parse_monitor
 from scheduler.monitors import export_model, fit_monitor, is_anomalous
-from scheduler.state import load_state
+from scheduler.state import load_state, state_path
 
 from conftest import DemoRun, latest_layers, make_workspace, truth
 
@@ -168,19 +168,35 @@ def test_series_chunks_are_written_once(static_run: DemoRun) -> None:
         assert len(files) == _expected_chunks(static_run, tile)
 
 
+def test_one_model_file_per_fit_shared_by_every_publication(static_run: DemoRun) -> None:
+    # Updates do not change a fitted model: every item of a tile since its fit names the same file, written once.
+    layout = CatalogLayout(static_run.cfg.output.stac_dir)
+    index = read_index(layout)
+    assert len(index.publications) >= 3, "the fit and at least two updates, else nothing is shared"
+    for tile in index.latest.items:
+        hrefs = set()
+        for publication in index.publications:
+            item_path = layout.item_path(publication.items[tile])
+            (model,) = [a for a in json.loads(item_path.read_text())["assets"].values() if MODEL_ROLE in a["roles"]]
+            hrefs.add((item_path.parent / model["href"]).resolve())
+        (path,) = hrefs
+        assert path.parent == layout.collection_dir / "models" / tile
+        assert sorted(path.parent.iterdir()) == [path], "one model file and no temp file"
+        state = load_state(state_path(static_run.cfg.output.state_dir, tile))
+        exported = export_model(state.monitor)
+        with rasterio.open(path) as src:
+            published = src.read()
+        np.testing.assert_array_equal(published[:-2], exported.coefficients)
+        np.testing.assert_array_equal(published[-2], exported.lower)
+        np.testing.assert_array_equal(published[-1], exported.upper)
+
+
 # --- the model ---------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "monitor",
-    [
-        {"algorithm": "iqr"},
-        {"algorithm": "ccdc"},
-        {"algorithm": "ewma"},
-        {"algorithm": "cusum"},
-        {"algorithm": "mosum", "h": 0.5},
-        {"algorithm": "ccdc-nrt"},
-    ],
+    EVERY_ALGORITHM,
     ids=lambda m: m["algorithm"],
 )
 def test_published_model_predicts_as_the_monitor(monitor: dict, tmp_path: Path) -> None:
