@@ -34,6 +34,7 @@ from scheduler.config import (
     MonitorConfig,
     MoSumConfig,
 )
+from scheduler.kernels import nan_percentile_axis0, numba_threads
 from scheduler.loading import acquisition_key
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,13 @@ def fit_monitor(
     forest: np.ndarray,
     monitoring_start: dt.date,
     bands: dict[str, xr.DataArray] | None = None,
+    *,
+    threads: int = 1,
 ) -> MonitorState:
-    """Fit on the stable history; a tile with nothing fittable becomes an 'empty' state, not an error."""
+    """Fit on the stable history; a tile with nothing fittable becomes an 'empty' state, not an error.
+
+    `threads`: numba threads for nrt's parallel fits (OLS, RIRLS, CCDC-stable, the screenings; ROC is serial).
+    """
     monitor = build_monitor(cfg, forest, monitoring_start)
     shape = forest.shape
     extras = {name: np.zeros(shape, dtype=dtype) for name, dtype in EXTRA_LAYERS.items()}
@@ -128,13 +134,20 @@ def fit_monitor(
         _set_xy(monitor, history, shape)
         return MonitorState(monitor, extras, empty=True)
     try:
-        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        with (
+            warnings.catch_warnings(),
+            np.errstate(divide="ignore", invalid="ignore"),
+            numba_threads(threads) as usable,
+        ):
             # nrt warns for every short series it masks; the log line after the fit gives the count.
             warnings.simplefilter("ignore")
             if isinstance(monitor, CCDCNRT):
                 monitor.fit(history)
+            elif isinstance(monitor, IQR):
+                _fit_iqr(monitor, history, {**_fit_kwargs(cfg, bands or {}), "n_threads": usable})
             else:
-                monitor.fit(history, **_fit_kwargs(cfg, bands or {}))
+                # nrt sets numba's thread count from n_threads itself (default 1); numba_threads restores it.
+                monitor.fit(history, **_fit_kwargs(cfg, bands or {}), n_threads=usable)
     except ValueError as exc:
         if "sufficient" not in str(exc):
             raise
@@ -146,6 +159,16 @@ def fit_monitor(
             monitor.process = np.zeros(shape, dtype=np.uint8)
         monitor.detection_date = np.zeros(shape, dtype=np.uint16)
     return MonitorState(monitor, extras)
+
+
+def _fit_iqr(monitor: IQR, history: xr.DataArray, kwargs: dict[str, Any]) -> None:
+    """IQR.fit, with the residual quartiles computed in parallel (nrt's are serial): the same values bit for bit."""
+    monitor.set_xy(history)
+    design = monitor.build_design_matrix(history, trend=monitor.trend, harmonic_order=monitor.harmonic_order)
+    monitor.beta, residuals = monitor._fit(design, dataarray=history, **kwargs)
+    q75, q25 = nan_percentile_axis0(residuals, np.array([75, 25]))
+    monitor.q25 = q25
+    monitor.q75 = q75
 
 
 def _set_xy(monitor: Any, history: xr.DataArray, shape: tuple[int, int]) -> None:
