@@ -37,5 +37,6 @@ def _nan_percentiles_2d(values: np.ndarray, percentiles: np.ndarray) -> np.ndarr
 def nan_percentile_axis0(values: np.ndarray, percentiles: np.ndarray) -> np.ndarray:
     """nrt.stats.nan_percentile_axis0 (np.nanpercentile along axis 0), parallel over the other axes."""
     flat = values.reshape((values.shape[0], -1))
-    out = _nan_percentiles_2d(flat, np.asarray(percentiles))
+    # numba's nanpercentile takes the percentiles as float64 anyway: one compiled signature per values dtype.
+    out = _nan_percentiles_2d(flat, np.asarray(percentiles, dtype=np.float64))
     return out.reshape((out.shape[0], *values.shape[1:]))
