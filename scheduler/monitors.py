@@ -302,9 +302,9 @@ def absorb(state: MonitorState, array: np.ndarray, when: dt.datetime) -> None:
     outside = _outside(monitor, residuals, derived.lower, derived.upper)
     # nrt's monitor() predicts the same date again (a third of a 1000 x 1000 update's time): hand it ours.
     monitor.predict = lambda date: prediction
-    if isinstance(monitor, IQR):
-        # IQR's process update recomputes the fences from q25/q75 per acquisition: give it our test's answer.
-        monitor._update_process = lambda residuals, is_valid: _iqr_update_process(monitor, outside, is_valid)
+    if isinstance(monitor, IQR | CCDC):
+        # Their process update repeats our outlier test (IQR recomputing its fences): give it our test's answer.
+        monitor._update_process = lambda residuals, is_valid: _count_outliers(monitor, outside, is_valid)
     try:
         with np.errstate(invalid="ignore", divide="ignore"):
             monitor.monitor(array=array, date=naive)
@@ -316,8 +316,8 @@ def absorb(state: MonitorState, array: np.ndarray, when: dt.datetime) -> None:
     _note_runs(state, derived, residuals.reshape(-1), valid, anomalous, days_since_epoch(naive))
 
 
-def _iqr_update_process(monitor: IQR, is_outlier: np.ndarray, is_valid: np.ndarray) -> None:
-    """The process update of nrt's IQR, given its outlier test's result (the fences computed once per state)."""
+def _count_outliers(monitor: IQR | CCDC, is_outlier: np.ndarray, is_valid: np.ndarray) -> None:
+    """The process update of nrt's IQR and CCDC (consecutive outliers), given their outlier test's result."""
     if monitor.process is None:
         monitor.process = np.zeros_like(is_outlier, dtype=np.uint8)
     monitor.process = np.where(is_valid, monitor.process * is_outlier + is_outlier, monitor.process)

@@ -218,6 +218,7 @@ def test_absorb_equals_plain_nrt_bit_for_bit(monitor: dict) -> None:
     monitoring = _cube("2023-01-01", "2023-12-31", seed=2)
     values = monitoring.values.copy()
     values[3, 0, 0] = np.inf  # infinities count as missing
+    values[10, SIZE // 2 :, :] += 0.5  # a one-date spike: runs that start and end without a break
     for i, time in enumerate(monitoring.time.values):
         when = pd.Timestamp(time).to_pydatetime()
         absorb(ours, values[i], when)
