@@ -34,6 +34,7 @@ from scheduler.config import (
     MonitorConfig,
     MoSumConfig,
 )
+from scheduler.kernels import nan_percentile_axis0, numba_threads
 from scheduler.loading import acquisition_key
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,51 @@ class MonitorState:
     monitor: Any
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     empty: bool = False  # nothing in the tile could be fitted (no forest, or no clear history)
+    # What absorb derives from the fitted arrays, kept between acquisitions; never saved (see _Derived).
+    derived: _Derived | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the derived arrays (rebuilt on demand): a state sent between processes stays its size."""
+        return {name: value for name, value in vars(self).items() if name != "derived"}
+
+
+# The monitor attributes _Derived is computed from: a refit, a load or a restore replaces them.
+DERIVED_SOURCES = ("beta", "q25", "q75", "rmse", "sigma", "sensitivity", "trend", "harmonic_order")
+
+
+@dataclass(frozen=True)
+class _Derived:
+    """What absorb needs that depends only on the fitted state, computed once per state instead of per acquisition."""
+
+    sources: tuple[Any, ...]  # the DERIVED_SOURCES objects it was computed from (compared by identity)
+    beta: np.ndarray  # (coefficients, pixels) float64: nrt's predict casts its float32 beta on every call
+    sigma: np.ndarray  # residual_sigma, flat
+    lower: np.ndarray | None  # anomaly test: IQR's fences, or the |residual| limit of the sigma-based monitors
+    upper: np.ndarray | None
+
+
+def _sources(monitor: Any) -> tuple[Any, ...]:
+    """The objects a monitor's _Derived depends on."""
+    return tuple(getattr(monitor, name, None) for name in DERIVED_SOURCES)
+
+
+def _derived(state: MonitorState) -> _Derived:
+    """The state's _Derived, rebuilt when any of its sources is no longer the same object."""
+    monitor = state.monitor
+    sources = _sources(monitor)
+    cached = state.derived
+    if cached is not None and all(a is b for a, b in zip(cached.sources, sources, strict=True)):
+        return cached
+    beta = np.asarray(monitor.beta)
+    lower, upper = _anomaly_limits(monitor)
+    state.derived = _Derived(
+        sources,
+        beta.reshape(beta.shape[0], -1).astype(np.float64),
+        np.ascontiguousarray(residual_sigma(monitor)).reshape(-1),
+        lower,
+        upper,
+    )
+    return state.derived
 
 
 def build_monitor(cfg: MonitorConfig, forest: np.ndarray, monitoring_start: dt.date) -> Any:
@@ -119,8 +165,13 @@ def fit_monitor(
     forest: np.ndarray,
     monitoring_start: dt.date,
     bands: dict[str, xr.DataArray] | None = None,
+    *,
+    threads: int = 1,
 ) -> MonitorState:
-    """Fit on the stable history; a tile with nothing fittable becomes an 'empty' state, not an error."""
+    """Fit on the stable history; a tile with nothing fittable becomes an 'empty' state, not an error.
+
+    `threads`: numba threads for nrt's parallel fits (OLS, RIRLS, CCDC-stable, the screenings; ROC is serial).
+    """
     monitor = build_monitor(cfg, forest, monitoring_start)
     shape = forest.shape
     extras = {name: np.zeros(shape, dtype=dtype) for name, dtype in EXTRA_LAYERS.items()}
@@ -128,13 +179,20 @@ def fit_monitor(
         _set_xy(monitor, history, shape)
         return MonitorState(monitor, extras, empty=True)
     try:
-        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        with (
+            warnings.catch_warnings(),
+            np.errstate(divide="ignore", invalid="ignore"),
+            numba_threads(threads) as usable,
+        ):
             # nrt warns for every short series it masks; the log line after the fit gives the count.
             warnings.simplefilter("ignore")
             if isinstance(monitor, CCDCNRT):
                 monitor.fit(history)
+            elif isinstance(monitor, IQR):
+                _fit_iqr(monitor, history, {**_fit_kwargs(cfg, bands or {}), "n_threads": usable})
             else:
-                monitor.fit(history, **_fit_kwargs(cfg, bands or {}))
+                # nrt sets numba's thread count from n_threads itself (default 1); numba_threads restores it.
+                monitor.fit(history, **_fit_kwargs(cfg, bands or {}), n_threads=usable)
     except ValueError as exc:
         if "sufficient" not in str(exc):
             raise
@@ -146,6 +204,16 @@ def fit_monitor(
             monitor.process = np.zeros(shape, dtype=np.uint8)
         monitor.detection_date = np.zeros(shape, dtype=np.uint16)
     return MonitorState(monitor, extras)
+
+
+def _fit_iqr(monitor: IQR, history: xr.DataArray, kwargs: dict[str, Any]) -> None:
+    """IQR.fit, with the residual quartiles computed in parallel (nrt's are serial): the same values bit for bit."""
+    monitor.set_xy(history)
+    design = monitor.build_design_matrix(history, trend=monitor.trend, harmonic_order=monitor.harmonic_order)
+    monitor.beta, residuals = monitor._fit(design, dataarray=history, **kwargs)
+    q75, q25 = nan_percentile_axis0(residuals, np.array([75, 25]))
+    monitor.q25 = q25
+    monitor.q75 = q75
 
 
 def _set_xy(monitor: Any, history: xr.DataArray, shape: tuple[int, int]) -> None:
@@ -166,17 +234,30 @@ def residual_sigma(monitor: Any) -> np.ndarray:
     return np.maximum(np.nan_to_num(np.asarray(spread, dtype=np.float32), nan=1.0), np.float32(1e-6))
 
 
-def is_anomalous(monitor: Any, residuals: np.ndarray) -> np.ndarray:
-    """Whether one observation is anomalous: the monitor's own outlier test where it has one."""
-    with np.errstate(invalid="ignore", divide="ignore"):
+def _anomaly_limits(monitor: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """IQR's fences (lower, upper), or (None, |residual| limit) for the sigma-based monitors; CCDC has neither."""
+    with np.errstate(invalid="ignore"):
         if isinstance(monitor, IQR):
             iqr = monitor.q75 - monitor.q25
-            lower = monitor.q25 - monitor.sensitivity * iqr
-            upper = monitor.q75 + monitor.sensitivity * iqr
+            return monitor.q25 - monitor.sensitivity * iqr, monitor.q75 + monitor.sensitivity * iqr
+        if isinstance(monitor, CCDC):
+            return None, None
+        return None, ANOMALY_SIGMAS * residual_sigma(monitor)
+
+
+def _outside(monitor: Any, residuals: np.ndarray, lower: np.ndarray | None, upper: np.ndarray | None) -> np.ndarray:
+    """The anomaly test given the monitor's _anomaly_limits."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if isinstance(monitor, IQR):
             return (residuals < lower) | (residuals > upper)
         if isinstance(monitor, CCDC):
             return np.abs(residuals) / monitor.rmse > monitor.sensitivity
-        return np.abs(residuals) > ANOMALY_SIGMAS * residual_sigma(monitor)
+        return np.abs(residuals) > upper
+
+
+def is_anomalous(monitor: Any, residuals: np.ndarray) -> np.ndarray:
+    """Whether one observation is anomalous: the monitor's own outlier test where it has one."""
+    return _outside(monitor, residuals, *_anomaly_limits(monitor))
 
 
 def _naive(when: dt.datetime) -> dt.datetime:
@@ -184,45 +265,90 @@ def _naive(when: dt.datetime) -> dt.datetime:
     return when.astimezone(dt.UTC).replace(tzinfo=None) if when.tzinfo else when
 
 
+def _observation(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The acquisition as float64 with NaN wherever it is not finite, and where it is finite."""
+    values = np.array(array, dtype=np.float64)
+    finite = np.isfinite(values)
+    # Clouds are NaN already; only infinities need replacing (a masked copy of every pixel costs 5x this).
+    if not finite.all():
+        infinite = np.isinf(values)
+        if infinite.any():
+            values[infinite] = np.nan
+    return values, finite
+
+
+def _flat_extra(extras: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """A flat view of an extra layer (made contiguous first, so writes through the view reach the layer)."""
+    if not extras[name].flags.c_contiguous:
+        extras[name] = np.ascontiguousarray(extras[name])
+    return extras[name].reshape(-1)
+
+
 def absorb(state: MonitorState, array: np.ndarray, when: dt.datetime) -> None:
     """Feed one acquisition (2-D index values, NaN = no observation) to the monitor and our bookkeeping."""
     if state.empty:
         return
     monitor = state.monitor
-    array = np.where(np.isfinite(array), array, np.nan).astype(np.float64)
+    array, finite = _observation(array)
     naive = _naive(when)
     if isinstance(monitor, CCDCNRT):
         monitor.monitor(array, naive)  # keeps its own dates, counts and confidences
         return
-    prediction = monitor.predict(naive)
+    derived = _derived(state)
+    # nrt's predict, with the float64 coefficients cast once per state rather than once per acquisition.
+    prediction = np.dot(monitor._regressors(naive), derived.beta).reshape(array.shape)
     residuals = array - prediction
-    valid = (monitor.mask == NRT_MONITORED) & np.isfinite(array)
+    valid = (monitor.mask == NRT_MONITORED) & finite
+    outside = _outside(monitor, residuals, derived.lower, derived.upper)
     # nrt's monitor() predicts the same date again (a third of a 1000 x 1000 update's time): hand it ours.
     monitor.predict = lambda date: prediction
+    if isinstance(monitor, IQR | CCDC):
+        # Their process update repeats our outlier test (IQR recomputing its fences): give it our test's answer.
+        monitor._update_process = lambda residuals, is_valid: _count_outliers(monitor, outside, is_valid)
     try:
         with np.errstate(invalid="ignore", divide="ignore"):
             monitor.monitor(array=array, date=naive)
     finally:
-        del monitor.predict  # back to the class's method; never saved with the state
-    anomalous = valid & is_anomalous(monitor, residuals)
+        # Back to the class's methods; never saved with the state.
+        vars(monitor).pop("predict", None)
+        vars(monitor).pop("_update_process", None)
+    anomalous = valid & outside
+    _note_runs(state, derived, residuals.reshape(-1), valid, anomalous, days_since_epoch(naive))
+
+
+def _count_outliers(monitor: IQR | CCDC, is_outlier: np.ndarray, is_valid: np.ndarray) -> None:
+    """The process update of nrt's IQR and CCDC (consecutive outliers), given their outlier test's result."""
+    if monitor.process is None:
+        monitor.process = np.zeros_like(is_outlier, dtype=np.uint8)
+    monitor.process = np.where(is_valid, monitor.process * is_outlier + is_outlier, monitor.process)
+
+
+def _note_runs(
+    state: MonitorState, derived: _Derived, residuals: np.ndarray, valid: np.ndarray, anomalous: np.ndarray, day: int
+) -> None:
+    """Our run bookkeeping after one acquisition (flat arrays; anomalies are few, so they are updated by index)."""
     extras = state.extras
-    starting = anomalous & (extras["run_count"] == 0)
-    extras["first_date"][starting] = days_since_epoch(naive)
-    extras["run_count"][anomalous] += 1
-    extras["run_sum"][anomalous] += residuals[anomalous].astype(np.float32)
-    score = np.abs(residuals) / residual_sigma(monitor)
-    extras["run_score"][anomalous] += score[anomalous].astype(np.float32)
+    mask = np.asarray(state.monitor.mask)
+    first, count, total, score = (_flat_extra(extras, name) for name in EXTRA_LAYERS)
+    at = np.flatnonzero(anomalous)
+    first[at[count[at] == 0]] = day
+    count[at] += 1
+    total[at] += residuals[at].astype(np.float32)
+    score[at] += (np.abs(residuals[at]) / derived.sigma[at]).astype(np.float32)
     # A break confirmed without a run of single anomalies (CuSum/MoSum accumulate small residuals): date and
     # score come from the confirming observation.
-    silent = (monitor.mask == NRT_BREAK) & valid & (extras["run_count"] == 0)
-    extras["first_date"][silent] = days_since_epoch(naive)
-    extras["run_count"][silent] = 1
-    extras["run_sum"][silent] = residuals[silent].astype(np.float32)
-    extras["run_score"][silent] = score[silent].astype(np.float32)
+    silent = np.flatnonzero((mask == NRT_BREAK).reshape(-1) & valid.reshape(-1) & (count == 0))
+    first[silent] = day
+    count[silent] = 1
+    total[silent] = residuals[silent].astype(np.float32)
+    score[silent] = (np.abs(residuals[silent]) / derived.sigma[silent]).astype(np.float32)
     # A clear, normal observation ends the run; clouds (invalid) do not.
-    ended = valid & ~anomalous & (monitor.mask == NRT_MONITORED)
-    for name in EXTRA_LAYERS:
-        extras[name][ended] = 0
+    ended = (valid & ~anomalous & (mask == NRT_MONITORED)).reshape(-1)
+    # Only where a layer holds any bit (-0.0 included): a masked write of every pixel of four layers costs 40x this.
+    holding = (first != 0) | (count != 0) | (total.view(np.uint32) != 0) | (score.view(np.uint32) != 0)
+    ended = np.flatnonzero(ended & holding)
+    for values in (first, count, total, score):
+        values[ended] = 0
 
 
 def _codes(stage: np.ndarray, high: np.ndarray, mask: np.ndarray) -> np.ndarray:

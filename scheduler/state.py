@@ -1,8 +1,9 @@
 """A tile's monitor state on disk: one NetCDF file, so state and record of absorbed acquisitions commit together.
 
 The file holds nrt's arrays, our run bookkeeping, the georeference and the list of absorbed acquisitions, and a
-SHA-256 of all of it (arrays as stored, coordinates and the metadata), checked on every load. Arrays are
-compressed (zlib + shuffle); fit-time float64 arrays are stored as float32 (see COMPACT_DTYPE).
+SHA-256 of all of it (arrays as stored, coordinates and the metadata), checked on every load. Integer arrays and
+our run bookkeeping are compressed (zlib + shuffle), float arrays are not (see COMPRESSED_KINDS); fit-time float64
+arrays are stored as float32 (see COMPACT_DTYPE).
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ EXTRA_PREFIX = "extra_"
 # stored as float32 and read back as float64: they derive from reflectances quantised at 1e-4, and float32's
 # relative rounding (6e-8) is far below that. The only float64 arrays kept are the x/y coordinates (georeference).
 COMPACT_DTYPE = np.dtype("float32")
+# What is compressed: integer and boolean arrays (masks, counters, dates: mostly one value, they shrink 50-100x for
+# a few ms) and our run bookkeeping (zero outside runs). Not the monitor's float arrays (the model coefficients and
+# spreads, most of a state): zlib saves only 40 % of them and costs 0.5 s per megapixel on every save, which is
+# most of an update step. Readers need nothing new: HDF5 records the filters of each variable.
+COMPRESSED_KINDS = "biu"
+COMPRESSION = {"zlib": True, "complevel": 1, "shuffle": True}
 
 
 @dataclass
@@ -136,6 +143,22 @@ def _to_dataset(state: TileState) -> xr.Dataset:
     return ds
 
 
+def _compressed(name: str, values: xr.DataArray) -> bool:
+    """Whether a state variable is stored compressed (see COMPRESSED_KINDS)."""
+    return values.dtype.kind in COMPRESSED_KINDS or str(name).startswith(EXTRA_PREFIX)
+
+
+def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """The netCDF encoding of a state's variables and coordinates."""
+    # No _FillValue: NaN stays NaN bit for bit and integer arrays keep every value, so the checksum holds.
+    encoding: dict[str, dict[str, Any]] = {
+        name: {**(COMPRESSION if _compressed(name, var) else {}), "_FillValue": None}
+        for name, var in ds.data_vars.items()
+    }
+    encoding.update({name: {"_FillValue": None} for name in ds.coords})
+    return encoding
+
+
 def save_state(state: TileState, path: Path, *, generations: int = 0) -> None:
     """Write the state atomically (temp file, fsync, rename); a crash leaves the previous state intact.
 
@@ -144,11 +167,7 @@ def save_state(state: TileState, path: Path, *, generations: int = 0) -> None:
     """
     state.updated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     ds = _to_dataset(state)
-    # No _FillValue: NaN stays NaN bit for bit and integer arrays keep every value, so the checksum holds.
-    encoding: dict[str, dict[str, Any]] = {
-        name: {"zlib": True, "complevel": 4, "shuffle": True, "_FillValue": None} for name in ds.data_vars
-    }
-    encoding.update({name: {"_FillValue": None} for name in ds.coords})
+    encoding = _encoding(ds)
     # Temp files of a save killed midway; the caller holds the tile's lock, so none of them is being written.
     for leftover in path.parent.glob(f".{path.stem}.*.tmp{path.suffix}"):
         leftover.unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 
 import numpy as np
@@ -14,7 +15,15 @@ from rasterio.crs import CRS
 
 from catalog.encoding import CONFIRMED_CODES, Status
 from scheduler.config import parse_monitor
-from scheduler.monitors import absorb, fit_monitor, report_layers
+from scheduler.monitors import (
+    EXTRA_LAYERS,
+    MonitorState,
+    absorb,
+    fit_monitor,
+    is_anomalous,
+    report_layers,
+    residual_sigma,
+)
 from scheduler.state import TileState, load_state, save_state
 
 SIZE = 12
@@ -160,3 +169,76 @@ def test_indices_from_reflectances() -> None:
     # 0 / 0 must become NaN, never inf: nrt's fit cannot take inf.
     for name in ("ndvi", "ndmi", "nbr"):
         assert np.isnan(compute_index(name, bands).values[1])
+
+
+def _reference_absorb(state: MonitorState, array: np.ndarray, when: dt.datetime) -> None:
+    """absorb as it was before its per-state caches: nrt's own predict and monitor, fences recomputed each time."""
+    monitor = state.monitor
+    array = np.where(np.isfinite(array), array, np.nan).astype(np.float64)
+    prediction = monitor.predict(when)
+    residuals = array - prediction
+    valid = (monitor.mask == 1) & np.isfinite(array)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        monitor.monitor(array=array, date=when)
+    anomalous = valid & is_anomalous(monitor, residuals)
+    extras = state.extras
+    day = (when.date() - dt.date(1970, 1, 1)).days
+    extras["first_date"][anomalous & (extras["run_count"] == 0)] = day
+    extras["run_count"][anomalous] += 1
+    extras["run_sum"][anomalous] += residuals[anomalous].astype(np.float32)
+    score = np.abs(residuals) / residual_sigma(monitor)
+    extras["run_score"][anomalous] += score[anomalous].astype(np.float32)
+    silent = (monitor.mask == 3) & valid & (extras["run_count"] == 0)
+    extras["first_date"][silent] = day
+    extras["run_count"][silent] = 1
+    extras["run_sum"][silent] = residuals[silent].astype(np.float32)
+    extras["run_score"][silent] = score[silent].astype(np.float32)
+    ended = valid & ~anomalous & (monitor.mask == 1)
+    for name in EXTRA_LAYERS:
+        extras[name][ended] = 0
+
+
+def _assert_identical(ours: MonitorState, theirs: MonitorState) -> None:
+    arrays = {k for k, v in vars(theirs.monitor).items() if isinstance(v, np.ndarray)}
+    assert arrays == {k for k, v in vars(ours.monitor).items() if isinstance(v, np.ndarray)}
+    for name in sorted(arrays):
+        assert getattr(ours.monitor, name).tobytes() == getattr(theirs.monitor, name).tobytes(), name
+    for name in EXTRA_LAYERS:
+        assert ours.extras[name].tobytes() == theirs.extras[name].tobytes(), name
+
+
+@pytest.mark.parametrize(
+    "monitor",
+    [
+        {"algorithm": "iqr", "sensitivity": 2.5},
+        {"algorithm": "ccdc"},
+        {"algorithm": "ewma"},
+        {"algorithm": "cusum"},
+        {"algorithm": "mosum", "h": 0.5},
+    ],
+    ids=lambda m: m["algorithm"],
+)
+def test_absorb_equals_plain_nrt_bit_for_bit(monitor: dict) -> None:
+    """absorb's caches (float64 coefficients, fences, sigma) and sparse bookkeeping change no bit of the state."""
+    cfg = parse_monitor(monitor)
+    history = _cube("2021-01-01", "2022-12-31", seed=1)
+    ours = fit_monitor(cfg, history, _forest(), HISTORY_END + dt.timedelta(days=1))
+    theirs = copy.deepcopy(ours)
+    monitoring = _cube("2023-01-01", "2023-12-31", seed=2)
+    values = monitoring.values.copy()
+    values[3, 0, 0] = np.inf  # infinities count as missing
+    values[10, SIZE // 2 :, :] += 0.5  # a one-date spike: runs that start and end without a break
+    for i, time in enumerate(monitoring.time.values):
+        when = pd.Timestamp(time).to_pydatetime()
+        absorb(ours, values[i], when)
+        _reference_absorb(theirs, values[i], when)
+        if i == 20:
+            # A refit or restore replaces the fitted arrays: what absorb derived from them must follow.
+            for state in (ours, theirs):
+                spread = getattr(state.monitor, "q25", None)
+                if spread is not None:
+                    state.monitor.q25 = spread - 0.01
+                state.monitor.beta = state.monitor.beta * np.float32(1.01)
+    assert "predict" not in vars(ours.monitor) and "_update_process" not in vars(ours.monitor)
+    assert (ours.extras["run_count"] > 0).any() and (ours.monitor.mask == 3).sum() >= 9  # runs and breaks happened
+    _assert_identical(ours, theirs)

@@ -154,6 +154,8 @@ def test_catalog_references_series_and_model(static_run: DemoRun) -> None:
                 height, width = src.block_shapes[0]
                 assert height * width * src.count * 2 <= 512 * 1024
                 assert list(src.descriptions) == chunk_dates(path)
+                # Point reads only: no overview to build, ZSTD (faster than deflate at the same size).
+                assert src.overviews(1) == [] and src.compression.name == "zstd"
                 total += src.count
         assert (
             total == item["properties"]["nrt:history_acquisitions"] + item["properties"]["nrt:monitored_acquisitions"]

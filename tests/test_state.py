@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
@@ -16,7 +17,7 @@ from scheduler.errors import NotFittedError, StateError
 from scheduler.loading import acquisition_key, load_index
 from scheduler.monitors import SERIES_ATTR, absorb, fit_monitor, report_layers
 from scheduler.pipeline import Pipeline, _history_end, read_forest_mask
-from scheduler.state import TileState, load_state, save_state
+from scheduler.state import CHECKSUM_ATTR, TileState, _to_dataset, load_state, save_state
 
 from conftest import DemoRun, make_workspace
 
@@ -47,6 +48,27 @@ def test_round_trip_is_exact(static_run: DemoRun, tmp_path) -> None:
     assert again.crs == tile.crs and again.transform == tile.transform
     assert again.absorbed == state.absorbed and len(again.absorbed) > 50
     assert not list(tmp_path.glob(".*"))  # no temp file left behind
+
+
+def test_floats_are_stored_raw_and_zlib_states_still_load(static_run: DemoRun, tmp_path) -> None:
+    state = load_state(static_run.pipeline.tile_state_path(static_run.pipeline.tiles[0]))
+    save_state(state, tmp_path / "new.nc")
+    with netCDF4.Dataset(tmp_path / "new.nc") as nc:
+        filters = {name: var.filters() for name, var in nc.variables.items()}
+    assert not filters["beta"]["zlib"] and not filters["q25"]["zlib"]  # the model: raw, fast to write and read
+    assert filters["mask"]["zlib"] and filters["process"]["zlib"] and filters["detection_date"]["zlib"]
+    assert filters["extra_run_sum"]["zlib"] and filters["extra_run_sum"]["shuffle"]
+    # A state written before (every variable zlib level 4) reads back the same, checksum included.
+    ds = _to_dataset(state)
+    assert ds.attrs[CHECKSUM_ATTR]
+    old = {n: {"zlib": True, "complevel": 4, "shuffle": True, "_FillValue": None} for n in ds.data_vars}
+    ds.to_netcdf(
+        tmp_path / "old.nc", engine="netcdf4", encoding={**old, "x": {"_FillValue": None}, "y": {"_FillValue": None}}
+    )
+    again = load_state(tmp_path / "old.nc")
+    _assert_same(_monitor_vars(state), _monitor_vars(again))
+    _assert_same(state.monitor.extras, again.monitor.extras)
+    assert again.absorbed == state.absorbed
 
 
 def test_incremental_cycles_equal_one_continuous_run(static_run: DemoRun) -> None:

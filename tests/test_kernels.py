@@ -1,0 +1,79 @@
+"""The fit's parallel kernels give nrt's values bit for bit, whatever the thread count."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numba
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from nrt.monitor.iqr import IQR
+from nrt.stats import nan_percentile_axis0 as nrt_nan_percentile_axis0
+
+from scheduler.config import parse_monitor
+from scheduler.kernels import nan_percentile_axis0, numba_threads, usable_threads
+from scheduler.monitors import fit_monitor
+
+
+def _residuals(seed: int) -> np.ndarray:
+    """Residual-like float32 values with NaN gaps, all-NaN, single-value, constant and infinite pixels."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0, 0.05, (37, 9, 11)).astype(np.float32)
+    values[rng.random(values.shape) < 0.4] = np.nan
+    values[:, 0, 0] = np.nan
+    values[:, 0, 1] = np.nan
+    values[5, 0, 1] = 0.25
+    values[:, 0, 2] = 0.0
+    values[3, 0, 3] = np.inf
+    values[:, 0, 4] = -0.0
+    return values
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("percentiles", [[75, 25], [0, 50, 100], [12.5]])
+def test_nan_percentile_axis0_is_nrts_bit_for_bit(threads: int, percentiles: list[float]) -> None:
+    values = _residuals(1)
+    with numba_threads(threads):
+        ours = nan_percentile_axis0(values, np.array(percentiles))
+    theirs = nrt_nan_percentile_axis0(values, np.array(percentiles))
+    assert ours.shape == (len(percentiles), 9, 11)
+    assert ours.tobytes() == theirs.tobytes()
+    assert np.isnan(ours[:, 0, 0]).all()  # no observation
+    assert (ours[:, 0, 1] == np.float32(0.25)).all()  # one observation
+
+
+def test_numba_threads_restores_the_count_and_clamps() -> None:
+    before = numba.get_num_threads()
+    with numba_threads(10_000) as used:
+        assert used == numba.config.NUMBA_NUM_THREADS
+    assert numba.get_num_threads() == before
+    assert usable_threads(0) == 1
+
+
+def _history(seed: int) -> xr.DataArray:
+    rng = np.random.default_rng(seed)
+    times = pd.date_range("2020-01-01", "2022-12-31", freq="6D")
+    doy = times.dayofyear.to_numpy()[:, None, None]
+    values = 0.7 + 0.1 * np.sin(2 * np.pi * doy / 365.25) + rng.normal(0, 0.02, (len(times), 16, 20))
+    values[rng.random(values.shape) < 0.3] = np.nan
+    coords = {"time": times, "y": np.arange(16.0), "x": np.arange(20.0)}
+    return xr.DataArray(values.astype(np.float32), dims=("time", "y", "x"), coords=coords)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("fit_method", ["OLS", "RIRLS"])
+def test_iqr_fit_equals_nrts_own(threads: int, fit_method: str) -> None:
+    history = _history(3)
+    forest = np.ones((16, 20), np.uint8)
+    forest[0, :5] = 0
+    cfg = parse_monitor({"algorithm": "iqr", "sensitivity": 2.5, "fit_method": fit_method})
+    ours = fit_monitor(cfg, history, forest, dt.date(2023, 1, 1), threads=threads).monitor
+    theirs = IQR(mask=forest.copy(), trend=cfg.trend, harmonic_order=cfg.harmonic_order, sensitivity=2.5, boundary=3)
+    theirs.fit(history, method=fit_method)
+    for name in ("beta", "q25", "q75", "mask"):
+        assert getattr(ours, name).dtype == getattr(theirs, name).dtype
+        assert getattr(ours, name).tobytes() == getattr(theirs, name).tobytes(), name
+    assert float(np.nanmax(ours.q75 - ours.q25)) > 0.01  # real spreads, not zeros
+    assert list(vars(ours)) == list(vars(theirs))  # same attributes in the same order: the same state file
