@@ -121,17 +121,16 @@ def _index_operands(name: str, raws: dict[str, np.ndarray]) -> tuple[np.ndarray,
     return raws["nir"], other, raws["blue"] if name == "evi" else other
 
 
-def _fused(kernel: Callable[..., None], size: int, args: tuple, threads: int) -> np.ndarray:
-    """Run a chunk kernel over `size` values, split among `threads` threads (the kernels release the GIL)."""
-    out = np.empty(size, dtype=np.float32)
+def _fused(kernel: Callable[..., None], out: np.ndarray, args: tuple, threads: int) -> None:
+    """Run a chunk kernel over `out`, split among `threads` threads (the kernels release the GIL)."""
+    size = out.size
     parts = max(1, min(threads, size // _MIN_PART))
-    bounds = [size * i // parts for i in range(parts + 1)]
     if parts == 1:
         kernel(0, size, out, *args)
-        return out
+        return
+    bounds = [size * i // parts for i in range(parts + 1)]
     with ThreadPoolExecutor(parts, thread_name_prefix="nrt-fused") as pool:
         list(pool.map(lambda i: kernel(bounds[i], bounds[i + 1], out, *args), range(parts)))
-    return out
 
 
 # Below this many values per thread, starting a thread costs more than it saves.
@@ -326,6 +325,46 @@ def load_index_and_bands(
     items: list[pystac.Item], tile: Tile, cfg: Config, extra_roles: tuple[str, ...] = ()
 ) -> tuple[xr.DataArray, dict[str, xr.DataArray]]:
     """The masked index plus the masked reflectances of `extra_roles` (e.g. for CCDC's screening)."""
+    parts = batches(group_acquisitions(items, tile), DATES_PER_READ)
+    if len(parts) > 1:
+        with contextlib.suppress(_Regrouped):
+            return _load_in_parts(parts, tile, cfg, extra_roles)
+    return masked_index(_read(items, tile, cfg, extra_roles), cfg, extra_roles)
+
+
+# A long history is read this many dates at a time into the output: its raw bands never all live at once.
+DATES_PER_READ = 24
+
+
+class _Regrouped(Exception):
+    """odc-stac grouped a part's items into other dates than group_acquisitions (not expected): read all at once."""
+
+
+def _load_in_parts(
+    parts: list[list[pystac.Item]], tile: Tile, cfg: Config, extra_roles: tuple[str, ...]
+) -> tuple[xr.DataArray, dict[str, xr.DataArray]]:
+    """Read the dates part by part, each part's index and reflectances written into the whole load's arrays."""
+    sizes = [len(group_acquisitions(part, tile)) for part in parts]
+    shape = (sum(sizes), tile.height, tile.width)
+    index = np.empty(shape, dtype=np.float32)
+    extra = {role: np.empty(shape, dtype=np.float32) for role in extra_roles}
+    times, first = [], 0
+    for part, size in zip(parts, sizes, strict=True):
+        ds = _read(part, tile, cfg, extra_roles)
+        if ds.sizes["time"] != size:
+            raise _Regrouped
+        rows = slice(first, first + size)
+        _fill(ds, cfg, index[rows].reshape(-1), {role: out[rows].reshape(-1) for role, out in extra.items()})
+        times.append(ds.indexes["time"])
+        first += size
+    time = times[0].append(times[1:])
+    src = cfg.source
+    arrays = {role: _as_array(out, ds[src.bands[role]], time) for role, out in extra.items()}
+    return _as_array(index, ds[src.bands["nir"]], time, cfg.index.name), arrays
+
+
+def _read(items: list[pystac.Item], tile: Tile, cfg: Config, extra_roles: tuple[str, ...]) -> xr.Dataset:
+    """odc-stac's load of the index's, the extra roles' and the mask's assets, time sorted, with our retries."""
     src = cfg.source
     roles = tuple(dict.fromkeys(INDEX_BANDS[cfg.index.name] + extra_roles))
     assets = [src.bands[role] for role in roles]
@@ -378,7 +417,7 @@ def load_index_and_bands(
         raise SourceError(f"tile {tile.id}: loading {span} failed: {cause}", acquisition=span, cause=cause) from exc
     if not ds.indexes["time"].is_monotonic_increasing:  # odc-stac sorts its groups; sortby would copy anyway
         ds = ds.sortby("time")
-    return masked_index(ds, cfg, extra_roles)
+    return ds
 
 
 def masked_index(
@@ -390,18 +429,26 @@ def masked_index(
     astype, where, scale and offset, isfinite, isin and index arithmetic, without their full-size temporaries.
     """
     src = cfg.source
-    raws = {role: _flat(ds[src.bands[role]]) for role in dict.fromkeys(INDEX_BANDS[cfg.index.name] + extra_roles)}
+    template = ds[src.bands["nir"]]  # every index's first operand: xarray's arithmetic kept its attributes
+    index = np.empty(template.size, dtype=np.float32)
+    extra = {role: np.empty(template.size, dtype=np.float32) for role in extra_roles}
+    _fill(ds, cfg, index, extra)
+    time = ds.indexes["time"]
+    arrays = {role: _as_array(out, ds[src.bands[role]], time) for role, out in extra.items()}
+    return _as_array(index, template, time, cfg.index.name), arrays
+
+
+def _fill(ds: xr.Dataset, cfg: Config, index: np.ndarray, extra: dict[str, np.ndarray]) -> None:
+    """Write a loaded dataset's index and extra reflectances into flat float32 arrays of its size."""
+    src = cfg.source
+    raws = {role: _flat(ds[src.bands[role]]) for role in dict.fromkeys(INDEX_BANDS[cfg.index.name] + tuple(extra))}
     mask, clear = _clear_lookup(_flat(ds[src.mask_band]), src.mask_valid) if src.mask_band else _ALL_CLEAR
     params, threads = _Reflectance(src.nodata, src.scale, src.offset), cfg.compute.tile_threads()
-    template = ds[src.bands["nir"]]  # every index's first operand
     operands = _index_operands(cfg.index.name, raws)
     code = INDEX_CODES[cfg.index.name]
-    index = _fused(_index_chunk, template.size, (code, *operands, mask, clear, *params.args(operands)), threads)
-    extra = {}
-    for role in extra_roles:
-        values = _fused(_band_chunk, template.size, (raws[role], mask, clear, *params.args((raws[role],))), threads)
-        extra[role] = _as_array(values, ds[src.bands[role]])
-    return _as_array(index, template, cfg.index.name), extra
+    _fused(_index_chunk, index, (code, *operands, mask, clear, *params.args(operands)), threads)
+    for role, out in extra.items():
+        _fused(_band_chunk, out, (raws[role], mask, clear, *params.args((raws[role],))), threads)
 
 
 # No mask band: an empty lookup table tells the kernels every pixel is clear.
@@ -423,12 +470,12 @@ def _flat(data: xr.DataArray) -> np.ndarray:
     return np.ascontiguousarray(data.values).reshape(-1)
 
 
-def _as_array(values: np.ndarray, like: xr.DataArray, name: str | None = None) -> xr.DataArray:
+def _as_array(values: np.ndarray, like: xr.DataArray, time: pd.Index, name: str | None = None) -> xr.DataArray:
     """Fused values on `like`'s grid, with its attributes and name as xarray's arithmetic keeps them, no odc extras."""
-    keep = ("time", "y", "x")
-    coords = {k: like.coords[k] for k in keep}
+    coords = {"time": time, "y": like.coords["y"], "x": like.coords["x"]}
+    shape = (len(time), like.sizes["y"], like.sizes["x"])
     return xr.DataArray(
-        values.reshape(like.shape), coords=coords, dims=like.dims, name=name or like.name, attrs=dict(like.attrs)
+        values.reshape(shape), coords=coords, dims=like.dims, name=name or like.name, attrs=dict(like.attrs)
     )
 
 
