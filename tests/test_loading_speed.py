@@ -1,14 +1,22 @@
-"""The fused post-processing of a load gives xarray's values bit for bit, on every edge the sources can produce."""
+"""Fast loading keeps results: the fused post-processing is xarray's bit for bit; the static search sees changes."""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pystac
 import pytest
 import xarray as xr
+from shapely.geometry import box, mapping
 
 from scheduler.config import INDEX_BANDS, SCREENING_BANDS, Config
 from scheduler.loading import compute_index, masked_index
+from scheduler.sources import StaticCatalogSource
 
 ASSETS = {"red": "red", "nir": "nir08", "green": "green", "swir16": "swir16", "swir22": "swir22", "blue": "blue"}
 
@@ -116,3 +124,44 @@ def test_fused_matches_on_other_types_and_settings(dtype: str, mask_dtype: str, 
     _assert_same_bits(got, want)
     _assert_same_bits(got_extra["green"], want_extra["green"])
     assert np.isfinite(got.values).any() and np.isnan(got.values).any()
+
+
+def _write_catalog(root: Path, days: list[int]) -> Path:
+    """A static catalog of one item per day of January 2023 (geometry 14..16 E, 45..47 N), written atomically."""
+    catalog = pystac.Catalog("cat", "test")
+    for day in days:
+        item = pystac.Item(
+            f"item-{day}",
+            geometry=mapping(box(14, 45, 16, 47)),
+            bbox=[14, 45, 16, 47],
+            datetime=dt.datetime(2023, 1, day, 10, tzinfo=dt.UTC),
+            properties={"eo:cloud_cover": 10},
+            collection="c",
+        )
+        catalog.add_item(item)
+    staging = root / f"staging-{len(days)}"
+    catalog.normalize_hrefs(str(staging))
+    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    for item_dir in staging.iterdir():
+        if item_dir.is_dir():
+            shutil.copytree(item_dir, root / item_dir.name, dirs_exist_ok=True)
+    os.replace(staging / "catalog.json", root / "catalog.json")
+    return root / "catalog.json"
+
+
+def test_static_search_parses_the_catalog_once_until_it_is_replaced(tmp_path: Path, monkeypatch) -> None:
+    path = _write_catalog(tmp_path, [1, 2])
+    source = StaticCatalogSource(_config("ndvi", catalog=str(path)).source)
+    parses: list[str] = []
+    from_file = pystac.Catalog.from_file
+    monkeypatch.setattr(pystac.Catalog, "from_file", lambda href: parses.append(href) or from_file(href))
+    span = (dt.datetime(2023, 1, 1, tzinfo=dt.UTC), dt.datetime(2023, 2, 1, tzinfo=dt.UTC))
+    for bbox in [(14.5, 45.5, 15, 46), (15, 46, 15.5, 46.5)] * 3:  # several tiles, several runs
+        assert [item.id for item in source.search(bbox, *span)] == ["item-1", "item-2"]
+    assert len(parses) == 1
+    # An atomic replace that keeps the old modification time (one clock tick) is still a change.
+    stamp = path.stat()
+    _write_catalog(tmp_path, [1, 2, 3])
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert [item.id for item in source.search((14.5, 45.5, 15, 46), *span)] == ["item-1", "item-2", "item-3"]
+    assert len(parses) == 2
