@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -28,6 +29,16 @@ def block_rows(compute: ComputeConfig, tile: Tile, dates: int) -> int:
     return max(1, min(compute.fit_block_rows, compute.fit_block_values // max(1, tile.width * dates)))
 
 
+def load_rows(compute: ComputeConfig, tile: Tile, dates: int) -> int:
+    """Rows per load: at most load_block_values' worth (at least a fit block), in loads of equal size.
+
+    Every load opens each asset of each date once more, so loads are as few as the bound allows; equal loads keep
+    the largest, which sets the memory, as small as that number of loads can.
+    """
+    most = max(block_rows(compute, tile, dates), compute.load_block_values // max(1, tile.width * dates))
+    return math.ceil(tile.height / math.ceil(tile.height / most))
+
+
 def tile_rows(tile: Tile, start: int, stop: int) -> Tile:
     """The rows start..stop of a tile as a tile of its own (same id, so messages still name the tile)."""
     return Tile(
@@ -46,11 +57,44 @@ def _per_pixel(value: Any) -> bool:
     return isinstance(value, np.ndarray) and value.ndim in (2, 3)
 
 
-def _filler(like: np.ndarray, rows: int) -> np.ndarray:
-    """What a block that could not be fitted holds for an array the others have: NaN, or 0 for integers."""
-    shape = (*like.shape[:-2], rows, like.shape[-1])
+def _filler(like: np.ndarray, mask: np.ndarray, donors: dict[int, np.ndarray]) -> np.ndarray:
+    """What a block that could not be fitted holds for an array the others have.
+
+    At each of its pixels, the value nrt gave the fitted blocks' pixels of the same mask code (non-forest, short
+    series) where that value is one constant, as a whole-tile fit would give it; NaN (0 for integers) otherwise.
+    """
+    shape = (*like.shape[:-2], *mask.shape)
     fill = np.nan if np.issubdtype(like.dtype, np.floating) else 0
-    return np.full(shape, fill, dtype=like.dtype)
+    out = np.full(shape, fill, dtype=like.dtype)
+    for code, value in donors.items():
+        out[..., mask == code] = value[..., None]
+    return out
+
+
+def _constants(name: str, fitted: list[MonitorState]) -> dict[int, np.ndarray]:
+    """Attribute `name`'s value per mask code of unmonitored pixels in the fitted blocks, where it is one constant."""
+    found: dict[int, np.ndarray | None] = {}
+    for block in fitted:
+        value, mask = getattr(block.monitor, name, None), getattr(block.monitor, "mask", None)
+        if not _per_pixel(value) or not _per_pixel(mask) or mask.shape != value.shape[-2:]:
+            continue
+        nan_equal = value.dtype.kind == "f"
+        for code in np.unique(mask):
+            if code == 1:  # monitored: each pixel its own fit
+                continue
+            pixels = value[..., mask == code]
+            first = pixels[..., 0]
+            same = np.array_equal(pixels, np.broadcast_to(first[..., None], pixels.shape), equal_nan=nan_equal)
+            known = found.get(int(code), first)
+            agree = known is not None and np.array_equal(known, first, equal_nan=nan_equal)
+            found[int(code)] = first if same and agree else None
+    return {code: value for code, value in found.items() if value is not None}
+
+
+def _block_mask(block: MonitorState, rows: int, width: int) -> np.ndarray:
+    """A block's mask codes (an unfitted block still has its forest mask); all non-forest if it has none."""
+    mask = getattr(block.monitor, "mask", None)
+    return mask if _per_pixel(mask) and mask.shape == (rows, width) else np.zeros((rows, width), dtype=np.uint8)
 
 
 def join_blocks(blocks: list[MonitorState]) -> MonitorState:
@@ -65,10 +109,13 @@ def join_blocks(blocks: list[MonitorState]) -> MonitorState:
         if name == "y":
             setattr(monitor, name, np.concatenate([np.asarray(b.monitor.y) for b in blocks]))
         elif _per_pixel(value):
-            parts = []
+            parts, donors = [], None
             for block, rows in zip(blocks, heights, strict=True):
                 part = getattr(block.monitor, name, None)
-                parts.append(part if _per_pixel(part) else _filler(value, rows))
+                if not _per_pixel(part):
+                    donors = _constants(name, fitted) if donors is None else donors
+                    part = _filler(value, _block_mask(block, rows, value.shape[-1]), donors)
+                parts.append(part)
             setattr(monitor, name, np.concatenate(parts, axis=-2))
         elif name != "x":
             for block in fitted:

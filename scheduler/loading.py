@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import math
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 import pystac
@@ -42,6 +45,96 @@ def compute_index(name: str, bands: dict[str, xr.DataArray]) -> xr.DataArray:
             raise ValueError(f"unknown index {name}")
     # nrt's fit is NaN-aware but not inf-aware: a zero denominator must become NaN.
     return value.where(np.isfinite(value)).astype(np.float32)
+
+
+# The kernel's code of each index; its operands are nir, the band nir is contrasted with, and blue (EVI only).
+INDEX_CODES = {"ndvi": 0, "nbr": 1, "ndmi": 2, "evi": 3}
+_CONTRASTED = {"ndvi": "red", "nbr": "swir22", "ndmi": "swir16", "evi": "red"}
+_NAN = np.float32(np.nan)
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _reflectance(raw, nodata, has_nodata, scale, offset):  # noqa: ANN001, ANN202 (numba-typed)
+    """astype(float32), NaN at nodata, * scale + offset in float32, NaN unless finite: as compute_index's input."""
+    if has_nodata and raw == nodata:
+        return _NAN
+    value = np.float32(raw) * scale + offset
+    return value if np.isfinite(value) else _NAN
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _index_chunk(
+    start, stop, out, code, nir, other, blue, mask, clear, has_nodata, nd_nir, nd_other, nd_blue, scale, offset
+):  # noqa: ANN001, ANN202, E501
+    """out[start:stop]: compute_index's float32 arithmetic on the reflectances, NaN where not clear or not finite.
+
+    A pixel is clear where clear[mask[i]] (a lookup table indexed by the mask band's class); an empty clear: all are.
+    """
+    masked = clear.size > 0
+    for i in range(start, stop):
+        if masked and not clear[mask[i]]:
+            out[i] = _NAN
+            continue
+        n = _reflectance(nir[i], nd_nir, has_nodata, scale, offset)
+        o = _reflectance(other[i], nd_other, has_nodata, scale, offset)
+        if code == 3:  # EVI, operand by operand in numpy's order: 2.5 * (n - o) / (((n + 6 o) - 7.5 b) + 1)
+            b = _reflectance(blue[i], nd_blue, has_nodata, scale, offset)
+            denominator = n + np.float32(6.0) * o - np.float32(7.5) * b + np.float32(1.0)
+            value = np.float32(2.5) * (n - o) / denominator
+        else:
+            value = (n - o) / (n + o)
+        out[i] = value if np.isfinite(value) else _NAN
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _band_chunk(start, stop, out, raw, mask, clear, has_nodata, nodata, scale, offset):  # noqa: ANN001, ANN202
+    """out[start:stop]: one band's reflectance, NaN where not clear, nodata or not finite."""
+    masked = clear.size > 0
+    for i in range(start, stop):
+        out[i] = _NAN if masked and not clear[mask[i]] else _reflectance(raw[i], nodata, has_nodata, scale, offset)
+
+
+@dataclass(frozen=True)
+class _Reflectance:
+    """How raw values become reflectances: the source's nodata, scale and offset."""
+
+    nodata: float | None
+    scale: float
+    offset: float
+
+    def args(self, raws: tuple[np.ndarray, ...]) -> tuple:
+        """The kernels' has_nodata, each band's nodata as numpy compares it with that band, scale, offset."""
+        return (self.nodata is not None, *(self._nodata_for(raw) for raw in raws), *self._linear())
+
+    def _nodata_for(self, raw: np.ndarray) -> np.floating:
+        # numpy compares an integer array with a Python float in float64, a float array in the array's own type.
+        value = 0.0 if self.nodata is None else self.nodata
+        return raw.dtype.type(value) if np.issubdtype(raw.dtype, np.floating) else np.float64(value)
+
+    def _linear(self) -> tuple[np.float32, np.float32]:
+        return np.float32(self.scale), np.float32(self.offset)
+
+
+def _index_operands(name: str, raws: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The index's raw bands in the kernel's order (blue only for EVI; another band stands in, unread, otherwise)."""
+    other = raws[_CONTRASTED[name]]
+    return raws["nir"], other, raws["blue"] if name == "evi" else other
+
+
+def _fused(kernel: Callable[..., None], out: np.ndarray, args: tuple, threads: int) -> None:
+    """Run a chunk kernel over `out`, split among `threads` threads (the kernels release the GIL)."""
+    size = out.size
+    parts = max(1, min(threads, size // _MIN_PART))
+    if parts == 1:
+        kernel(0, size, out, *args)
+        return
+    bounds = [size * i // parts for i in range(parts + 1)]
+    with ThreadPoolExecutor(parts, thread_name_prefix="nrt-fused") as pool:
+        list(pool.map(lambda i: kernel(bounds[i], bounds[i + 1], out, *args), range(parts)))
+
+
+# Below this many values per thread, starting a thread costs more than it saves.
+_MIN_PART = 1 << 18
 
 
 def acquisition_key(time: np.datetime64) -> str:
@@ -131,31 +224,41 @@ class AssetReadError(OSError):
 
 
 class _OdcErrors(logging.Filter):
-    """Takes odc's "Failed to load <asset>" records of this thread: the asset goes into our error instead."""
+    """Takes odc's "Failed to load <asset>" records of this load: the asset goes into our error instead.
 
-    def __init__(self) -> None:
+    This load's records come from this thread or from its own read pool (named `pool_name`); other loads running
+    in the same process keep theirs.
+    """
+
+    def __init__(self, pool_name: str) -> None:
         super().__init__()
         self.thread = threading.get_ident()
+        self.pool_name = pool_name + "_"
         self.assets: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Drop (and remember) this thread's load failures; let everything else through."""
-        if record.thread != self.thread or not str(record.msg).startswith("Failed to load"):
+        """Drop (and remember) this load's failures; let everything else through."""
+        ours = record.thread == self.thread or str(record.threadName).startswith(self.pool_name)
+        if not ours or not str(record.msg).startswith("Failed to load"):
             return True
         self.assets.append(str(record.args[0]) if isinstance(record.args, tuple) and record.args else "?")
         return False
 
 
 @contextlib.contextmanager
-def _odc_errors() -> Iterator[_OdcErrors]:
+def _odc_errors(pool_name: str) -> Iterator[_OdcErrors]:
     """Catch odc-stac's own error lines during a load (they name neither tile nor acquisition)."""
     logger = logging.getLogger("odc.loader._rio")
-    errors = _OdcErrors()
+    errors = _OdcErrors(pool_name)
     logger.addFilter(errors)
     try:
         yield errors
     finally:
         logger.removeFilter(errors)
+
+
+# Names each load's read pool, so its threads' log records are told apart from another load's.
+_POOLS = itertools.count()
 
 
 def gdal_options(src: SourceConfig, *, fresh: bool = False) -> dict[str, object]:
@@ -222,6 +325,46 @@ def load_index_and_bands(
     items: list[pystac.Item], tile: Tile, cfg: Config, extra_roles: tuple[str, ...] = ()
 ) -> tuple[xr.DataArray, dict[str, xr.DataArray]]:
     """The masked index plus the masked reflectances of `extra_roles` (e.g. for CCDC's screening)."""
+    parts = batches(group_acquisitions(items, tile), DATES_PER_READ)
+    if len(parts) > 1:
+        with contextlib.suppress(_Regrouped):
+            return _load_in_parts(parts, tile, cfg, extra_roles)
+    return masked_index(_read(items, tile, cfg, extra_roles), cfg, extra_roles)
+
+
+# A long history is read this many dates at a time into the output: its raw bands never all live at once.
+DATES_PER_READ = 24
+
+
+class _Regrouped(Exception):
+    """odc-stac grouped a part's items into other dates than group_acquisitions (not expected): read all at once."""
+
+
+def _load_in_parts(
+    parts: list[list[pystac.Item]], tile: Tile, cfg: Config, extra_roles: tuple[str, ...]
+) -> tuple[xr.DataArray, dict[str, xr.DataArray]]:
+    """Read the dates part by part, each part's index and reflectances written into the whole load's arrays."""
+    sizes = [len(group_acquisitions(part, tile)) for part in parts]
+    shape = (sum(sizes), tile.height, tile.width)
+    index = np.empty(shape, dtype=np.float32)
+    extra = {role: np.empty(shape, dtype=np.float32) for role in extra_roles}
+    times, first = [], 0
+    for part, size in zip(parts, sizes, strict=True):
+        ds = _read(part, tile, cfg, extra_roles)
+        if ds.sizes["time"] != size:
+            raise _Regrouped
+        rows = slice(first, first + size)
+        _fill(ds, cfg, index[rows].reshape(-1), {role: out[rows].reshape(-1) for role, out in extra.items()})
+        times.append(ds.indexes["time"])
+        first += size
+    time = times[0].append(times[1:])
+    src = cfg.source
+    arrays = {role: _as_array(out, ds[src.bands[role]], time) for role, out in extra.items()}
+    return _as_array(index, ds[src.bands["nir"]], time, cfg.index.name), arrays
+
+
+def _read(items: list[pystac.Item], tile: Tile, cfg: Config, extra_roles: tuple[str, ...]) -> xr.Dataset:
+    """odc-stac's load of the index's, the extra roles' and the mask's assets, time sorted, with our retries."""
     src = cfg.source
     roles = tuple(dict.fromkeys(INDEX_BANDS[cfg.index.name] + extra_roles))
     assets = [src.bands[role] for role in roles]
@@ -232,16 +375,23 @@ def load_index_and_bands(
     def read() -> xr.Dataset:
         nonlocal attempts
         attempts += 1
-        with warnings.catch_warnings(), rasterio.Env(**gdal_options(src, fresh=attempts > 1)), _odc_errors() as failed:
+        name = f"nrt-load-{next(_POOLS)}"
+        with (
+            warnings.catch_warnings(),
+            rasterio.Env(**gdal_options(src, fresh=attempts > 1)),
+            _odc_errors(name) as failed,
+        ):
             warnings.simplefilter("ignore")
             try:
-                return _odc_load()
+                return _odc_load(name)
             except Exception as exc:
                 if failed.assets:  # odc said which asset; GDAL's message alone does not
                     raise AssetReadError(f"asset {failed.assets[-1]}: {cause_of(exc)}") from exc
                 raise
 
-    def _odc_load() -> xr.Dataset:
+    def _odc_load(name: str) -> xr.Dataset:
+        # The reads overlap in threads: GDAL's open, read and decode release the GIL. odc shuts the pool down.
+        threads = cfg.compute.tile_threads()
         return odc_load(
             items,
             bands=assets,
@@ -249,6 +399,7 @@ def load_index_and_bands(
             groupby="solar_day",
             resampling="nearest",
             chunks=None,
+            pool=ThreadPoolExecutor(threads, thread_name_prefix=name) if threads > 1 else None,
             fail_on_error=True,
         )
 
@@ -264,26 +415,68 @@ def load_index_and_bands(
     except Exception as exc:  # rasterio, odc and HTTP errors: the message names the asset
         cause = cause_of(exc)
         raise SourceError(f"tile {tile.id}: loading {span} failed: {cause}", acquisition=span, cause=cause) from exc
-    ds = ds.sortby("time")
-    clear = ds[src.mask_band].isin(src.mask_valid) if src.mask_band else None
-    bands = {}
-    for role in roles:
-        raw = ds[src.bands[role]]
-        value = raw.astype(np.float32)
-        if src.nodata is not None:
-            value = value.where(raw != src.nodata)
-        value = value * np.float32(src.scale) + np.float32(src.offset)
-        # inf (and NaN) reflectances are no observation: they must never reach a monitor or CCDC's screening.
-        bands[role] = value.where(np.isfinite(value))
-    index = compute_index(cfg.index.name, bands)
-    if clear is not None:
-        index = index.where(clear)
-        bands = {role: value.where(clear) for role, value in bands.items()}
-    keep = ("time", "y", "x")
-    index = index.drop_vars([c for c in index.coords if c not in keep])
-    index.name = cfg.index.name
-    extra = {role: bands[role].drop_vars([c for c in bands[role].coords if c not in keep]) for role in extra_roles}
-    return index, extra
+    if not ds.indexes["time"].is_monotonic_increasing:  # odc-stac sorts its groups; sortby would copy anyway
+        ds = ds.sortby("time")
+    return ds
+
+
+def masked_index(
+    ds: xr.Dataset, cfg: Config, extra_roles: tuple[str, ...] = ()
+) -> tuple[xr.DataArray, dict[str, xr.DataArray]]:
+    """The index and the `extra_roles` reflectances of a loaded dataset: scaled, cloud-masked, NaN where undefined.
+
+    One fused pass per output (numba, in threads): the same float32 operations, in the same order, as xarray's
+    astype, where, scale and offset, isfinite, isin and index arithmetic, without their full-size temporaries.
+    """
+    src = cfg.source
+    template = ds[src.bands["nir"]]  # every index's first operand: xarray's arithmetic kept its attributes
+    index = np.empty(template.size, dtype=np.float32)
+    extra = {role: np.empty(template.size, dtype=np.float32) for role in extra_roles}
+    _fill(ds, cfg, index, extra)
+    time = ds.indexes["time"]
+    arrays = {role: _as_array(out, ds[src.bands[role]], time) for role, out in extra.items()}
+    return _as_array(index, template, time, cfg.index.name), arrays
+
+
+def _fill(ds: xr.Dataset, cfg: Config, index: np.ndarray, extra: dict[str, np.ndarray]) -> None:
+    """Write a loaded dataset's index and extra reflectances into flat float32 arrays of its size."""
+    src = cfg.source
+    raws = {role: _flat(ds[src.bands[role]]) for role in dict.fromkeys(INDEX_BANDS[cfg.index.name] + tuple(extra))}
+    mask, clear = _clear_lookup(_flat(ds[src.mask_band]), src.mask_valid) if src.mask_band else _ALL_CLEAR
+    params, threads = _Reflectance(src.nodata, src.scale, src.offset), cfg.compute.tile_threads()
+    operands = _index_operands(cfg.index.name, raws)
+    code = INDEX_CODES[cfg.index.name]
+    _fused(_index_chunk, index, (code, *operands, mask, clear, *params.args(operands)), threads)
+    for role, out in extra.items():
+        _fused(_band_chunk, out, (raws[role], mask, clear, *params.args((raws[role],))), threads)
+
+
+# No mask band: an empty lookup table tells the kernels every pixel is clear.
+_ALL_CLEAR = (np.zeros(1, dtype=np.uint8), np.zeros(0, dtype=bool))
+
+
+def _clear_lookup(mask: np.ndarray, valid: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The mask band and a table of its clear classes: np.isin(mask, valid) is clear[mask], in the kernels' pass."""
+    if mask.dtype.kind == "u" and mask.dtype.itemsize <= 2:  # scene classes: uint8 (a table of 256), uint16
+        clear = np.zeros(1 << (8 * mask.dtype.itemsize), dtype=bool)
+        clear[[v for v in valid if 0 <= v < clear.size]] = True
+        return mask, clear
+    # Other types (rare for a classification): numpy's isin, then a table of (not clear, clear).
+    return np.isin(mask, valid).view(np.uint8), np.array([False, True])
+
+
+def _flat(data: xr.DataArray) -> np.ndarray:
+    """A loaded band as a 1-D C-contiguous view (odc-stac allocates C-contiguous arrays: no copy)."""
+    return np.ascontiguousarray(data.values).reshape(-1)
+
+
+def _as_array(values: np.ndarray, like: xr.DataArray, time: pd.Index, name: str | None = None) -> xr.DataArray:
+    """Fused values on `like`'s grid, with its attributes and name as xarray's arithmetic keeps them, no odc extras."""
+    coords = {"time": time, "y": like.coords["y"], "x": like.coords["x"]}
+    shape = (len(time), like.sizes["y"], like.sizes["x"])
+    return xr.DataArray(
+        values.reshape(shape), coords=coords, dims=like.dims, name=name or like.name, attrs=dict(like.attrs)
+    )
 
 
 def _span(items: list[pystac.Item]) -> str:

@@ -18,7 +18,7 @@ from catalog.mosaic import AreaGrid
 from catalog.publish import Publisher, TileReport, item_data_time
 from catalog.store import CatalogLayout, Publication, read_index
 from scheduler import parallel
-from scheduler.blocks import absorb_all, block_rows, join_blocks, row_blocks, tile_rows
+from scheduler.blocks import absorb_all, block_rows, join_blocks, load_rows, row_blocks, tile_rows
 from scheduler.clock import utc
 from scheduler.config import SCREENING_BANDS, Config
 from scheduler.errors import ConfigError, NrtAlertsError, SourceError, StateError
@@ -164,12 +164,24 @@ class Pipeline:
             forest = read_forest_mask(self.cfg, tile)
             monitoring_start = self.cfg.history.end + dt.timedelta(days=1)
             # Row blocks bound memory by the block, not by the tile x the history's length: nrt fits per pixel.
+            # A load reads several fit blocks' rows at once: each load opens every asset again.
             blocks, series = [], None
-            rows = block_rows(self.cfg.compute, tile, len(group_acquisitions(items, tile)))
-            for top, bottom in row_blocks(tile.height, rows):
+            dates = len(group_acquisitions(items, tile))
+            fit_rows = block_rows(self.cfg.compute, tile, dates)
+            for top, bottom in row_blocks(tile.height, load_rows(self.cfg.compute, tile, dates)):
                 part = tile_rows(tile, top, bottom)
                 history, bands = load_index_and_bands(items, part, self.cfg, SCREENING_BANDS if screening else ())
-                blocks.append(fit_monitor(self.cfg.monitor, history, forest[top:bottom], monitoring_start, bands))
+                for start, stop in row_blocks(bottom - top, fit_rows):
+                    rows = {"y": slice(start, stop)}
+                    fitted = fit_monitor(
+                        self.cfg.monitor,
+                        history.isel(rows),
+                        forest[top + start : top + stop],
+                        monitoring_start,
+                        {role: band.isel(rows) for role, band in bands.items()},
+                        threads=self.cfg.compute.tile_threads(),
+                    )
+                    blocks.append(fitted)
                 keys = [acquisition_key(t) for t in history.time.values]  # the same dates in every block
                 # The plot's observations go to disk block by block too.
                 series = series or series_writer(tile, keys, self.cfg)

@@ -164,17 +164,22 @@ class StaticCatalogSource:
         self.cfg = cfg
         self._lock = threading.Lock()
         self._items: list[pystac.Item] | None = None
-        self._mtime: float | None = None
+        self._stamp: tuple[int, int, int] | None = None
 
     def _all_items(self) -> list[pystac.Item]:
-        """Read the catalog's items once, again only when catalog.json changes."""
+        """Read the catalog's items once per process, again only when catalog.json changes.
+
+        Repeated searches (every tile, every scheduler run) only filter the parsed items. A change is catalog.json's
+        modification time, size or inode: an atomic replace within one clock tick is still seen.
+        """
         path = Path(self.cfg.catalog)
         with self._lock:
             try:
-                mtime = path.stat().st_mtime
+                info = path.stat()
             except OSError as exc:
                 raise SourceError(f"static catalog {path} cannot be read: {exc}") from exc
-            if self._items is None or mtime != self._mtime:
+            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+            if self._items is None or stamp != self._stamp:
                 try:
                     catalog = pystac.Catalog.from_file(str(path))
                     items = [
@@ -184,7 +189,7 @@ class StaticCatalogSource:
                     raise SourceError(f"static catalog {path} is unreadable: {exc}") from exc
                 for item in items:
                     item.make_asset_hrefs_absolute()
-                self._items, self._mtime = items, mtime
+                self._items, self._stamp = items, stamp
                 log.info("static catalog %s: %d items in collection %s", path, len(items), self.cfg.collection)
             return self._items
 

@@ -21,7 +21,8 @@ from scheduler import pipeline as pipeline_module
 from scheduler.blocks import absorb_all
 from scheduler.config import Config, parse_monitor
 from scheduler.demo import DemoArchive
-from scheduler.loading import load_new_index
+from scheduler.grid import Tile
+from scheduler.loading import load_index_and_bands, load_new_index
 from scheduler.monitors import SERIES_ATTR, fit_monitor, report_layers
 from scheduler.pipeline import Pipeline
 from scheduler.state import TileState, load_state, save_state
@@ -186,7 +187,10 @@ def test_existing_cluster_address_with_worker_processes(
     ids=["iqr", "cusum-roc", "ccdc-nrt"],
 )
 def test_block_fit_equals_whole_fit(tmp_path: Path, demo_archive: DemoArchive, monitor: dict | None) -> None:
-    """nrt fits every pixel on its own: row blocks of 23 rows (uneven last block) give the whole-tile fit exactly."""
+    """nrt fits every pixel on its own: row blocks of 23 rows (uneven last block) give the whole-tile fit exactly.
+
+    So do fit blocks of 10 rows taken from loads of 22 rows (one load reads several fit blocks' rows).
+    """
     from scheduler.config import parse_monitor
 
     base = make_workspace(tmp_path / "whole", demo_archive)
@@ -197,14 +201,26 @@ def test_block_fit_equals_whole_fit(tmp_path: Path, demo_archive: DemoArchive, m
     base = base.model_copy(update={"area": area})
     if monitor:
         base = with_monitor(base, parse_monitor(monitor))
-    whole = with_compute(base, fit_block_rows=64)
-    blocks = with_compute(base, fit_block_rows=23).model_copy(
-        update={"output": base.output.model_copy(update={"dir": tmp_path / "blocks"})}
-    )
+    whole = with_compute(base, fit_block_rows=64, fit_block_values=10**9)
     (tile,) = Pipeline(whole).tiles
     a = Pipeline(whole).fit_tile(tile)
+    # Loads of 22, 22 and 20 rows, each fitted in blocks of 10 rows: block edges inside and across loads.
+    loads = with_compute(base, fit_block_rows=10, load_block_values=64 * 30 * a.history_acquisitions)
+    out = {"output": base.output.model_copy(update={"dir": tmp_path / "blocks"})}
+    blocks = with_compute(base, fit_block_rows=23).model_copy(update=out)
     b = Pipeline(blocks).fit_tile(tile)
     assert_states_equal(a, b)
+    heights: list[int] = []
+
+    def counting_load(items: list, part: Tile, *args: object) -> object:
+        heights.append(part.height)
+        return load_index_and_bands(items, part, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline_module, "load_index_and_bands", counting_load)
+        c = Pipeline(loads.model_copy(update={"output": base.output.model_copy(update={"dir": tmp_path / "c"})}))
+        assert_states_equal(a, c.fit_tile(tile))
+    assert heights == [22, 22, 20]
     assert int((a.monitor.monitor.mask == 1).sum()) > 400  # forest, fitted and monitored
     assert_states_equal(
         load_state(Pipeline(blocks).tile_state_path(tile)), load_state(Pipeline(whole).tile_state_path(tile))
@@ -247,7 +263,7 @@ def test_fit_block_rows_shrink_with_the_history() -> None:
     from affine import Affine
     from rasterio.crs import CRS
 
-    from scheduler.blocks import block_rows
+    from scheduler.blocks import block_rows, load_rows
     from scheduler.config import ComputeConfig
     from scheduler.grid import Tile
 
@@ -257,6 +273,13 @@ def test_fit_block_rows_shrink_with_the_history() -> None:
     assert block_rows(compute, tile, 200) == 50
     assert block_rows(compute, tile, 400) == 25
     assert block_rows(compute, tile, 10**9) == 1
+    # A load reads at most load_block_values' worth of rows (or a fit block's), in as few loads of equal size.
+    compute = compute.model_copy(update={"load_block_values": 128 * 100 * 200})
+    assert load_rows(compute, tile, 200) == 64  # at most 100 rows: 2 loads of 64, each fitted in blocks of 50
+    assert load_rows(compute, tile, 600) == 32  # at most 33 rows: 4 loads
+    assert load_rows(compute, tile, 100) == 128  # the whole tile in one load
+    assert load_rows(compute, tile, 10**9) == 1
+    assert load_rows(compute.model_copy(update={"load_block_values": 1}), tile, 200) == 43  # fit blocks' 50: 3 loads
 
 
 @pytest.mark.parametrize(
