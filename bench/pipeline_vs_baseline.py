@@ -96,11 +96,22 @@ def nrt_commands(config: Path, phase: str, until: dt.datetime | None, args) -> l
     return [base + [a for t in share for a in ("--tile", t)] for share in shares if share]
 
 
+def nrt_extra(args) -> str:
+    """Config lines of nrt-alerts' workers: --workers threads in one process, or one thread per tile process."""
+    if "[compute]" in args.nrt_config_extra:  # the caller's own compute settings win
+        return args.nrt_config_extra
+    threads = args.workers if args.nrt_mode == "single" else 1
+    return f"[compute]\nthreads = {threads}\n{args.nrt_config_extra}"
+
+
 def run_size(work: Path, width: int, height: int, repeats: int, args, smoke: bool) -> dict:
     """Every phase of both sides, `repeats` times, alternating sides."""
+    from scheduler.config import AreaConfig
+
     archive = demo_archive(work, width, height, smoke=smoke)
     forward_until, update_until = phase_dates(archive)
-    tile_size = args.tile_size or (max(16, width // 2) if smoke else 500)
+    # The config's default tile size (512: 2 x 2 tiles at 1000 x 1000, on the demo COGs' 256 px blocks).
+    tile_size = args.tile_size or (max(16, width // 2) if smoke else AreaConfig.model_fields["tile_size"].default)
     runs: dict[str, dict[str, list]] = {side: {p: [] for p in PHASES} for side in ("baseline", "nrt_alerts")}
     runs["nrt_alerts"][SERVED] = []
     loads = []
@@ -108,7 +119,7 @@ def run_size(work: Path, width: int, height: int, repeats: int, args, smoke: boo
     for r in range(repeats):
         base_dir = fresh_dir(work / f"vs-{width}x{height}" / "baseline")
         nrt_dir = fresh_dir(work / f"vs-{width}x{height}" / "nrt-alerts")
-        config = write_config(nrt_dir, archive, tile_size=tile_size, extra=args.nrt_config_extra)
+        config = write_config(nrt_dir, archive, tile_size=tile_size, extra=nrt_extra(args))
         for phase in PHASES:
             until = {"fit": None, "forward": forward_until, "update": update_until}[phase]
             loads.append(load_average())
@@ -124,7 +135,7 @@ def run_size(work: Path, width: int, height: int, repeats: int, args, smoke: boo
             if phase == "forward":  # the served update starts from the same fast-forwarded state
                 snapshot = fresh_dir(nrt_dir.parent / "forwarded") / "output"
                 shutil.copytree(nrt_dir / "output", snapshot)
-        m = served_update(snapshot, archive, forward_until, update_until, tile_size, args.nrt_config_extra)
+        m = served_update(snapshot, archive, forward_until, update_until, tile_size, nrt_extra(args))
         runs["nrt_alerts"][SERVED].append(m)
         print(f"  {width}x{height} repeat {r + 1} {SERVED}: nrt-alerts {m}")
     result: dict = {
@@ -185,7 +196,9 @@ def served_update(
     catalog = source.root / "catalog.json"
     config = write_config(root, archive, tile_size=tile_size, catalog=catalog, extra=f"{extra}\n{server}")
     with served(config, root) as (base, proc), httpx.Client(timeout=60.0) as client:
-        runs = wait_for_runs(client, base, 1, timeout=300)  # the run at start-up: nothing new yet
+        run_log = root / "output" / "runs.json"
+        recorded = len(json.loads(run_log.read_text()).get("runs", [])) if run_log.exists() else 0
+        runs = wait_for_runs(client, base, recorded + 1, timeout=300)  # the run at start-up: nothing new yet
         memory = PeakRSS(proc.pid).start()
         started = time.perf_counter()
         source.add(new)
@@ -248,16 +261,17 @@ def summary(sizes: list[dict]) -> str:
 
 def main() -> int:
     p = base_parser(__doc__.splitlines()[0])
-    p.add_argument("--workers", type=int, default=2, help="nrt-alerts worker processes (default 2)")
+    p.add_argument("--workers", type=int, default=2, help="nrt-alerts workers: threads or processes (default 2)")
     p.add_argument(
         "--nrt-mode",
         choices=["tiles", "single"],
-        default="tiles",
-        help="tiles: one `nrt-alerts --tile ...` process per worker; single: one process (e.g. with its own workers)",
+        default="single",
+        help="single: one nrt-alerts process using --workers threads per tile (compute.threads); tiles: one "
+        "`nrt-alerts --tile ...` process per worker, each single-threaded",
     )
     p.add_argument("--nrt-args", nargs="*", default=[], help="Extra arguments for every nrt-alerts command")
     p.add_argument("--nrt-config-extra", default="", help="TOML appended to the nrt-alerts config")
-    p.add_argument("--tile-size", type=int, default=None, help="nrt-alerts tile size (default 500)")
+    p.add_argument("--tile-size", type=int, default=None, help="nrt-alerts tile size (default: the config's, 512)")
     p.add_argument(
         "--reuse-baseline",
         action="store_true",

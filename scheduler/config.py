@@ -335,10 +335,10 @@ class ComputeConfig(_Section):
         "value, so 2 M values keep it near 100 MB whatever the history's length (smaller blocks do not fit faster)",
     )
     load_block_values: Annotated[int, Field(ge=1)] = Field(
-        default=24_000_000,
+        default=48_000_000,
         description="A fit reads up to this many values (rows x width x history dates) at once and fits them "
-        "fit_block_values at a time; the load holds them as float32 (24 M: 96 MB), and each load opens every asset "
-        "of every date once more (~3 ms each): a 500 x 500 px tile of 139 dates loads in 2 halves, peak RSS ~530 MB",
+        "fit_block_values at a time; the load holds them as float32 (48 M: 192 MB), and each load opens every asset "
+        "of every date once more (~3 ms each): a 512 x 512 px tile of 139 dates loads at once, peak RSS ~650 MB",
     )
     threads: Annotated[int, Field(ge=0, le=256)] = Field(
         default=0,
