@@ -312,8 +312,8 @@ class ComputeConfig(_Section):
 
     executor: Literal["auto", "dask", "serial"] = Field(
         default="auto",
-        description="auto: dask when scheduler_address is set, or when more than one tile runs and tiles are at "
-        "least auto_min_tile_size px (a cluster start would dominate smaller runs); serial otherwise",
+        description="auto: dask when scheduler_address is set, else serial; serial: tiles one after another in this "
+        "process, each on `threads` threads; dask: tiles as tasks on the cluster (a LocalCluster without an address)",
     )
     scheduler_address: str | None = Field(default=None, description="An existing cluster, e.g. tcp://host:8786")
     n_workers: Annotated[int, Field(ge=1, le=1024)] = 2
@@ -322,7 +322,6 @@ class ComputeConfig(_Section):
     processes: bool = Field(
         default=True, description="LocalCluster workers are processes (True) or threads (debugging: HDF5 and GDAL)"
     )
-    auto_min_tile_size: Annotated[int, Field(ge=1)] = 512
     batch_acquisitions: Annotated[int, Field(ge=1, le=10000)] = Field(
         default=16, description="Acquisitions loaded at once by an update"
     )

@@ -37,15 +37,15 @@ _worker_pipelines: dict[str, Pipeline] = {}
 _worker_lock = threading.Lock()
 
 
-def use_dask(cfg: Config, n_tiles: int) -> bool:
-    """Whether a run of n_tiles goes to dask: see ComputeConfig.executor."""
+def use_dask(cfg: Config) -> bool:
+    """Whether runs go to dask: see ComputeConfig.executor."""
     compute = cfg.compute
     if compute.executor != "auto":
         return compute.executor == "dask"
-    if compute.scheduler_address:
-        return True
-    # A LocalCluster costs seconds to start and each worker imports nrt: only worth it for several big tiles.
-    return n_tiles > 1 and cfg.area.tile_size >= compute.auto_min_tile_size
+    # On one machine, tiles in this process on every CPU (compute.threads) beat a LocalCluster of processes: no
+    # start-up and imports per worker, half the memory, and faster measured (bench/README.md). A cluster is the
+    # way to more machines.
+    return bool(compute.scheduler_address)
 
 
 def _cluster_key(compute: ComputeConfig) -> str:

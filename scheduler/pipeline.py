@@ -356,9 +356,9 @@ class Pipeline:
             states = self.unpublished(tiles)
             return self.publisher.publish_locked([self.report(s) for s in states]) if states else None
 
-    def _on_dask(self, tiles: list[Tile]) -> bool:
+    def _on_dask(self) -> bool:
         """Whether this run goes to the dask cluster (compute.executor; never with a source given in code)."""
-        if not parallel.use_dask(self.cfg, len(tiles)):
+        if not parallel.use_dask(self.cfg):
             return False
         if not self.own_source:
             log.warning("compute: a source given in code cannot be sent to dask workers; running tiles serially")
@@ -367,7 +367,7 @@ class Pipeline:
 
     def run_fit(self, tiles: list[Tile] | None = None, progress: Progress | None = None) -> RunResult:
         """Fit every tile (a failing tile is reported, the others go on), then publish."""
-        if self._on_dask(tiles or self.tiles):
+        if self._on_dask():
             return parallel.run_tiles(
                 self, tiles or self.tiles, parallel.fit_task, progress=lambda _: progress and progress(1)
             )
@@ -388,7 +388,7 @@ class Pipeline:
         self, until: dt.datetime, tiles: list[Tile] | None = None, progress: Progress | None = None
     ) -> RunResult:
         """Bring every tile up to `until` (a failing tile is reported, the others go on), then publish."""
-        if self._on_dask(tiles or self.tiles):
+        if self._on_dask():
             # Progress comes per tile from a cluster: the bar advances by the tile's acquisitions.
             return parallel.run_tiles(
                 self,

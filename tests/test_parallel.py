@@ -162,7 +162,7 @@ def test_existing_cluster_address_with_worker_processes(
             fitted_workspace(tmp_path / "remote", demo_archive, fitted_states),
             scheduler_address=cluster.scheduler_address,
         )
-        assert parallel.use_dask(cfg, 2) and not parallel.use_dask(with_compute(cfg, executor="serial"), 2)
+        assert parallel.use_dask(cfg) and not parallel.use_dask(with_compute(cfg, executor="serial"))
         pipeline = Pipeline(cfg)
         result = pipeline.run_update(EARLY_UPDATE)
         prefixes = cluster.scheduler.task_prefixes
