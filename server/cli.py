@@ -44,6 +44,17 @@ def _setup_logging(args: argparse.Namespace) -> str:
     return fmt
 
 
+def _demo_size(value: str) -> int:
+    """--size of the demo: below 64 px its twelve clear-cuts do not fit in the forest."""
+    try:
+        size = int(value)
+    except ValueError:
+        raise ConfigError(f"--size {value!r} is not a whole number of pixels") from None
+    if not 64 <= size <= 4096:
+        raise ConfigError(f"--size {size} is outside 64-4096 px (the demo plants 12 clear-cuts)")
+    return size
+
+
 def _parse_until(value: str | None) -> dt.datetime | None:
     """--until as an aware datetime (a date means the end of that day)."""
     if value is None:
@@ -172,7 +183,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from scheduler.demo_setup import prepare_demo
 
     folder = args.dir or ("demo-data" if args.scenario == "clear-cut" else f"demo-data-{args.scenario}")
-    cfg = prepare_demo(Path(folder), size=args.size, scenario=args.scenario)
+    cfg = prepare_demo(Path(folder), size=_demo_size(args.size), scenario=args.scenario)
     pipeline = Pipeline(cfg)
     if not all(pipeline.tile_state_path(t).exists() for t in pipeline.tiles):
         log.info("fitting %d tile(s) on the history %s .. %s", len(pipeline.tiles), cfg.history.start, cfg.history.end)
@@ -339,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("demo", help=cmd_demo.__doc__)
     p.add_argument("--dir", help="Where the demo archive and outputs go (default: demo-data[-<scenario>])")
-    p.add_argument("--size", type=int, default=256, help="Demo area edge in pixels (default: 256)")
+    p.add_argument("--size", default="256", help="Demo area edge in pixels, 64-4096 (default: 256)")
     p.add_argument(
         "--scenario", default="clear-cut", choices=SCENARIOS, help="What the demo plants (default: clear-cut)"
     )

@@ -227,3 +227,12 @@ def test_no_subcommand_is_a_usage_error(tmp_path: Path) -> None:
     assert outcome.code == 2
     assert "Traceback" not in outcome.stderr
     assert outcome.stderr.startswith("usage: nrt-alerts")
+
+
+def test_demo_size_too_small_is_refused_without_a_traceback(tmp_path: Path) -> None:
+    outcomes = run_all([["demo", "--no-serve", "--size", "32"], ["demo", "--no-serve", "--size", "big"]], tmp_path)
+    for outcome, value in zip(outcomes, ("32", "big"), strict=True):
+        line = outcome.one_error_line()
+        assert outcome.code == 2 and "Traceback" not in outcome.stderr
+        assert "--size" in line and value in line, line
+    assert not any(tmp_path.iterdir()), "refused before generating anything"
