@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,8 @@ POINTS: dict[str, Point] = {
     "read-archive-cog": Point("loading", "rasterio:open", arg=0, pattern="*archive*"),
     "odc-load-done": Point("loading", "scheduler.loading:odc_load", "after"),
     # monitoring: absorbing acquisitions and committing the state
-    "absorb": Point("monitoring", "scheduler.pipeline:absorb"),
-    "absorb-done": Point("monitoring", "scheduler.pipeline:absorb", "after"),
+    "absorb": Point("monitoring", "scheduler.blocks:absorb"),  # absorb_all calls it, on row-block threads
+    "absorb-done": Point("monitoring", "scheduler.blocks:absorb", "after"),
     "nrt-monitor": Point("monitoring", "nrt.monitor:BaseNrt.monitor"),
     "save-state": Point("monitoring", "scheduler.pipeline:save_state"),
     "netcdf-written": Point("monitoring", "xarray:Dataset.to_netcdf", "after"),
@@ -109,18 +110,23 @@ def install(point_id: str, n: int) -> None:
     def die() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
+    lock = threading.Lock()
+
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         nonlocal hits
         matches = point.pattern is None or (
             len(args) > point.arg and fnmatch.fnmatch(os.fspath(args[point.arg]), point.pattern)
         )
+        mine = 0
         if matches:
-            hits += 1
-        if matches and hits == n and point.when == "before":
+            with lock:  # calls come from several threads (row blocks absorb side by side): count each once
+                hits += 1
+                mine = hits
+        if mine == n and point.when == "before":
             die()
         result = original(*args, **kwargs)
-        if matches and hits == n and point.when == "after":
+        if mine == n and point.when == "after":
             die()
         return result
 
