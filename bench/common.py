@@ -471,6 +471,12 @@ def served(config: Path, cwd: Path) -> Iterator[tuple[str, subprocess.Popen]]:
         log.close()
 
 
+def recorded_runs(output: Path) -> int:
+    """How many runs a deployment's run history holds."""
+    run_log = output / "runs.json"
+    return len(json.loads(run_log.read_text()).get("runs", [])) if run_log.exists() else 0
+
+
 def wait_for_runs(client, base: str, n: int, timeout: float) -> list[dict]:
     """Wait until the server's run history holds at least n runs; returns them."""
     deadline = time.monotonic() + timeout

@@ -13,7 +13,6 @@ scheduler run (0 .. interval); the target is latency <= 60 s + interval.
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import subprocess
@@ -35,6 +34,7 @@ from common import (  # noqa: E402
     fresh_dir,
     load_average,
     mode_of,
+    recorded_runs,
     stats,
     table,
     wait_for_runs,
@@ -85,6 +85,7 @@ def main() -> int:
     cfg = load_config(config)
     size = archive.spec.width
     tile = center_tile(cfg, 16 if smoke else 14)
+    recorded = recorded_runs(root / "output")  # before the server starts: its start-up run may come at once
     port = free_port()
     proc = subprocess.Popen(
         cli("serve", "-c", config, "--port", str(port)),
@@ -100,8 +101,6 @@ def main() -> int:
     try:
         wait_http(f"{base}/healthz")
         client = httpx.Client(timeout=30.0)
-        run_log = root / "output" / "runs.json"
-        recorded = len(json.loads(run_log.read_text()).get("runs", [])) if run_log.exists() else 0
         wait_for_runs(client, base, recorded + 1, timeout=60 + 3 * interval)  # the first scheduled run: nothing new
         before = client.get(tile_url)
         etag = before.headers.get("etag")

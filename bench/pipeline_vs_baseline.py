@@ -32,6 +32,7 @@ from common import (  # noqa: E402
     load_average,
     mode_of,
     monitoring_dates,
+    recorded_runs,
     run_measured,
     served,
     stats,
@@ -195,9 +196,8 @@ def served_update(
     server = f'[server]\nadmin_token = "{token}"'
     catalog = source.root / "catalog.json"
     config = write_config(root, archive, tile_size=tile_size, catalog=catalog, extra=f"{extra}\n{server}")
+    recorded = recorded_runs(root / "output")  # before the server starts: its start-up run may come at once
     with served(config, root) as (base, proc), httpx.Client(timeout=60.0) as client:
-        run_log = root / "output" / "runs.json"
-        recorded = len(json.loads(run_log.read_text()).get("runs", [])) if run_log.exists() else 0
         runs = wait_for_runs(client, base, recorded + 1, timeout=300)  # the run at start-up: nothing new yet
         memory = PeakRSS(proc.pid).start()
         started = time.perf_counter()
