@@ -331,7 +331,7 @@ class ComputeConfig(_Section):
     fit_block_values: Annotated[int, Field(ge=1)] = Field(
         default=2_000_000,
         description="Fewer rows when rows x width x history dates exceeds this: nrt's fit takes ~40-60 bytes per "
-        "value, so 2 M values keep it near 100 MB whatever the history's length (smaller blocks do not fit faster)",
+        "value, so 2 M values keep it near 100 MB whatever the history's length (and fit no slower: fewer page faults)",
     )
     load_block_values: Annotated[int, Field(ge=1)] = Field(
         default=48_000_000,
