@@ -14,8 +14,6 @@ scheduler run (0 .. interval); the target is latency <= 60 s + interval.
 from __future__ import annotations
 
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,17 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     GrowingSource,
     base_parser,
-    child_env,
-    cli,
-    free_port,
     fresh_dir,
     load_average,
     mode_of,
     recorded_runs,
+    served,
     stats,
     table,
     wait_for_runs,
-    wait_http,
     write_config,
     write_result,
 )
@@ -86,21 +81,10 @@ def main() -> int:
     size = archive.spec.width
     tile = center_tile(cfg, 16 if smoke else 14)
     recorded = recorded_runs(root / "output")  # before the server starts: its start-up run may come at once
-    port = free_port()
-    proc = subprocess.Popen(
-        cli("serve", "-c", config, "--port", str(port)),
-        env=child_env(),
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=open(root / "serve.log", "w"),  # noqa: SIM115 - closed with the process
-    )
-    base = f"http://127.0.0.1:{port}"
-    tile_url = f"{base}/layers/alerts/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"
     samples = []
     loads = []
-    try:
-        wait_http(f"{base}/healthz")
-        client = httpx.Client(timeout=30.0)
+    with served(config, root) as (base, _), httpx.Client(timeout=30.0) as client:
+        tile_url = f"{base}/layers/alerts/tiles/WebMercatorQuad/{tile.z}/{tile.x}/{tile.y}.png"
         wait_for_runs(client, base, recorded + 1, timeout=60 + 3 * interval)  # the first scheduled run: nothing new
         before = client.get(tile_url)
         etag = before.headers.get("etag")
@@ -137,12 +121,6 @@ def main() -> int:
             )
             etag, body = r.headers.get("etag"), r.content
             print(f"  {when:%Y-%m-%d}: {t1 - t0:.1f} s to a served tile (publication {latest})")
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     latencies = [s["latency_s"] for s in samples]
     result = {
         "settings": {"mode": mode, "repeats": repeats, "interval_s": interval},
