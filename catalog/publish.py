@@ -157,7 +157,7 @@ class Publisher:
             if array is None:
                 raise PublishError(f"tile {report.tile_id}: report lacks layer {layer.asset}")
             write_cog(
-                folder / f"{item_id}_{layer.asset}.tif",
+                self.layout.asset_path(item_id, layer.asset),
                 array.astype(layer.dtype, copy=False),
                 crs=report.crs,
                 transform=report.transform,
