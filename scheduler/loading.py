@@ -31,7 +31,11 @@ log = logging.getLogger(__name__)
 
 
 def compute_index(name: str, bands: dict[str, xr.DataArray]) -> xr.DataArray:
-    """Compute a normalised-difference style index from reflectances (NaN where undefined)."""
+    """An index from reflectance DataArrays (NaN where undefined), in xarray.
+
+    The readable form of the index formulas: loads compute them with the fused kernels below, which
+    tests/test_loading_speed.py checks against this bit for bit.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         if name == "ndvi":
             value = (bands["nir"] - bands["red"]) / (bands["nir"] + bands["red"])
