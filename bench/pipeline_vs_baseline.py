@@ -45,6 +45,9 @@ from common import (  # noqa: E402
 PHASES = ("fit", "forward", "update")
 # nrt-alerts' daily update as it runs in production: the scheduler job inside a running `nrt-alerts serve`.
 SERVED = "update_served"
+# nrt-alerts' deployment in one command: `nrt-alerts fit --forward --until ...` (each tile fast-forwarded after
+# its fit, one process, one publication); the baseline's entry is its fit plus its forward.
+FIT_FORWARD = "fit_forward"
 SIZES = {"full": [(1000, 1000), (2000, 1000)], "quick": [(1000, 1000)], "smoke": [(64, 64)]}
 REPEATS = {"full": 1, "quick": 1, "smoke": 1}
 TARGET_SPEEDUP, TARGET_MEMORY = 3.0, 0.25
@@ -88,7 +91,10 @@ def nrt_commands(config: Path, phase: str, until: dt.datetime | None, args) -> l
     from scheduler.config import load_config
     from scheduler.grid import area_tiles
 
-    base = cli(phase, "-c", config, *(["--until", until.isoformat()] if until and phase != "fit" else []))
+    if phase == FIT_FORWARD:
+        base = cli("fit", "-c", config, "--forward", "--until", until.isoformat())
+    else:
+        base = cli(phase, "-c", config, *(["--until", until.isoformat()] if until and phase != "fit" else []))
     base += args.nrt_args
     if args.nrt_mode == "single" or args.workers <= 1:
         return [base]
@@ -115,6 +121,7 @@ def run_size(work: Path, width: int, height: int, repeats: int, args, smoke: boo
     tile_size = args.tile_size or (max(16, width // 2) if smoke else AreaConfig.model_fields["tile_size"].default)
     runs: dict[str, dict[str, list]] = {side: {p: [] for p in PHASES} for side in ("baseline", "nrt_alerts")}
     runs["nrt_alerts"][SERVED] = []
+    runs["nrt_alerts"][FIT_FORWARD] = []
     loads = []
     reused = reused_baseline(args, width, height) if args.reuse_baseline else None
     for r in range(repeats):
@@ -139,6 +146,12 @@ def run_size(work: Path, width: int, height: int, repeats: int, args, smoke: boo
         m = served_update(snapshot, archive, forward_until, update_until, tile_size, nrt_extra(args))
         runs["nrt_alerts"][SERVED].append(m)
         print(f"  {width}x{height} repeat {r + 1} {SERVED}: nrt-alerts {m}")
+        one_dir = fresh_dir(work / f"vs-{width}x{height}" / "nrt-alerts-fit-forward")
+        one_config = write_config(one_dir, archive, tile_size=tile_size, extra=nrt_extra(args))
+        loads.append(load_average())
+        m = run_measured(nrt_commands(one_config, FIT_FORWARD, forward_until, args), cwd=one_dir)
+        runs["nrt_alerts"][FIT_FORWARD].append(m)
+        print(f"  {width}x{height} repeat {r + 1} {FIT_FORWARD}: nrt-alerts {m}")
     result: dict = {
         "width": width,
         "height": height,
@@ -152,6 +165,10 @@ def run_size(work: Path, width: int, height: int, repeats: int, args, smoke: boo
         "load_average": loads,
         "baseline_reused_from": str(args.results / "pipeline_vs_baseline.json") if reused else None,
     }
+    runs["baseline"][FIT_FORWARD] = [
+        Measured(wall_s=round(fit.wall_s + forward.wall_s, 3), peak_rss_mb=max(fit.peak_rss_mb, forward.peak_rss_mb))
+        for fit, forward in zip(runs["baseline"]["fit"], runs["baseline"]["forward"], strict=True)
+    ]
     for side, phases in runs.items():
         result[side] = {}
         for phase, ms in phases.items():
@@ -160,7 +177,11 @@ def run_size(work: Path, width: int, height: int, repeats: int, args, smoke: boo
                 "peak_rss_mb": stats([m.peak_rss_mb for m in ms]),
             }
         # End to end: fit, fast-forward and the daily update as each side runs it (ours: the server's job).
-        for name, steps in (("end_to_end", _e2e(side)), ("end_to_end_cli", PHASES)):
+        for name, steps in (
+            ("end_to_end", _e2e(side)),
+            ("end_to_end_separate", _e2e(side, one_command=False)),
+            ("end_to_end_cli", PHASES),
+        ):
             total_wall = [sum(phases[p][i].wall_s for p in steps) for i in range(repeats)]
             total_peak = [max(phases[p][i].peak_rss_mb for p in steps) for i in range(repeats)]
             result[side][name] = {"wall_s": stats(total_wall), "peak_rss_mb": stats(total_peak)}
@@ -174,9 +195,11 @@ def run_size(work: Path, width: int, height: int, repeats: int, args, smoke: boo
     return result
 
 
-def _e2e(side: str) -> tuple[str, ...]:
-    """The phases of one side's end-to-end run."""
-    return ("fit", "forward", SERVED) if side == "nrt_alerts" else PHASES
+def _e2e(side: str, *, one_command: bool = True) -> tuple[str, ...]:
+    """The phases of one side's end-to-end run: ours deploys with `fit --forward`, then serves."""
+    if side != "nrt_alerts":
+        return PHASES
+    return (FIT_FORWARD, SERVED) if one_command else ("fit", "forward", SERVED)
 
 
 def served_update(
@@ -239,7 +262,7 @@ def summary(sizes: list[dict]) -> str:
     """The terminal table."""
     rows = []
     for s in sizes:
-        for phase in (*PHASES, SERVED, "end_to_end", "end_to_end_cli"):
+        for phase in (*PHASES, SERVED, FIT_FORWARD, "end_to_end", "end_to_end_separate", "end_to_end_cli"):
             if phase not in s["nrt_alerts"]:  # results of an older version of this script
                 continue
             b, n = s["baseline"]["update" if phase == SERVED else phase], s["nrt_alerts"][phase]

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 import rasterio
 import rasterio.shutil
@@ -45,6 +46,7 @@ MODEL_ROLE = "model"
 # A point read decompresses one block of every band: keep a block of a chunk under this many bytes.
 MAX_BLOCK_BYTES = 512 * 1024
 DAY = dt.timedelta(days=1)
+WRITE_VALUES = 4_000_000  # values quantised and written at once by a chunk writer (8 MB of int16)
 
 
 @dataclass(frozen=True)
@@ -266,13 +268,24 @@ def _write_cog(
 
 
 def _quantise(values: np.ndarray) -> np.ndarray:
-    """Index values (time, rows, cols) as int16 * SCALE, NODATA where not finite; one acquisition at a time."""
-    scaled = np.full(values.shape, NODATA, dtype=np.int16)
-    for i in range(values.shape[0]):  # no float64 copy of a whole history
-        band = np.asarray(values[i], dtype=np.float32)
-        ok = np.isfinite(band)
-        scaled[i][ok] = np.clip(np.rint(band[ok] / SCALE), NODATA + 1, 32767).astype(np.int16)
+    """Index values (time, rows, cols) as int16 * SCALE, NODATA where not finite."""
+    scaled = np.empty(values.shape, dtype=np.int16)
+    _quantise_into(np.ascontiguousarray(values, dtype=np.float32).reshape(-1), scaled.reshape(-1))
     return scaled
+
+
+@numba.njit(cache=True, nogil=True)
+def _quantise_into(values: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - numba
+    # numpy's float32 operations in numpy's order: rint(value / SCALE), clipped to int16 less NODATA (one pass, no
+    # temporaries; tests/test_series.py checks it against the numpy expression bit for bit).
+    scale = np.float32(SCALE)
+    low, high = np.float32(NODATA + 1), np.float32(32767)
+    for i in range(values.size):
+        value = values[i]
+        if np.isfinite(value):
+            out[i] = np.int16(min(max(np.rint(value / scale), low), high))
+        else:
+            out[i] = NODATA
 
 
 class ChunkWriter:
@@ -320,7 +333,11 @@ class ChunkWriter:
             return
         if values.shape[0] != len(self.keys):
             raise PublishError(f"{self.name}: {values.shape[0]} acquisitions in a block, {len(self.keys)} expected")
-        self._dst.write(_quantise(values), window=Window(0, top, values.shape[2], values.shape[1]))
+        # A few rows at a time: the int16 copy of a whole history block would double a tile's load in memory.
+        step = max(1, WRITE_VALUES // max(1, values.shape[0] * values.shape[2]))
+        for first in range(0, values.shape[1], step):
+            rows = values[:, first : first + step]
+            self._dst.write(_quantise(rows), window=Window(0, top + first, rows.shape[2], rows.shape[1]))
 
     def close(self) -> str:
         """Publish the chunk (atomically, validated) and return its name."""

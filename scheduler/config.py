@@ -341,15 +341,27 @@ class ComputeConfig(_Section):
     )
     threads: Annotated[int, Field(ge=0, le=256)] = Field(
         default=0,
-        description="Threads one tile's load and fit use (0: every CPU when tiles run in this process; "
-        "threads_per_worker on dask workers)",
+        description="Threads the tiles of a run in this process share (0: every CPU; threads_per_worker on dask "
+        "workers)",
+    )
+    tiles_at_once: Annotated[int, Field(ge=0, le=256)] = Field(
+        default=0,
+        description="Tiles run side by side in this process, splitting `threads` between them (0: one per thread, "
+        "at most the run's tiles). Each holds its own load, so peak memory grows with it",
     )
 
     def tile_threads(self) -> int:
-        """The threads a tile's load and fit use here (`threads`, or every CPU this process may use)."""
+        """The threads available here (`threads`, or every CPU this process may use)."""
         if self.threads:
             return self.threads
         return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+    def tile_plan(self, tiles: int) -> tuple[int, int]:
+        """How many of a run's `tiles` run side by side here, and the threads each of them uses."""
+        total = self.tile_threads()
+        # One tile per thread keeps both cores busy where a tile alone cannot: its reads and Python hold the GIL.
+        side_by_side = max(1, min(self.tiles_at_once or total, tiles))
+        return side_by_side, max(1, total // side_by_side)
 
 
 class ServerConfig(_Section):

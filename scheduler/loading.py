@@ -21,6 +21,7 @@ import rasterio
 import xarray as xr
 from odc.stac import load as odc_load
 
+from scheduler.aligned import all_local, load_on_grid
 from scheduler.clock import utc
 from scheduler.config import INDEX_BANDS, Config, SourceConfig
 from scheduler.errors import SourceError
@@ -380,32 +381,41 @@ def _read(items: list[pystac.Item], tile: Tile, cfg: Config, extra_roles: tuple[
         nonlocal attempts
         attempts += 1
         name = f"nrt-load-{next(_POOLS)}"
+        options = gdal_options(src, fresh=attempts > 1)
         with (
             warnings.catch_warnings(),
-            rasterio.Env(**gdal_options(src, fresh=attempts > 1)),
+            rasterio.Env(**options),
             _odc_errors(name) as failed,
         ):
             warnings.simplefilter("ignore")
             try:
-                return _odc_load(name)
+                return _on_grid(options) or _odc_load(name)
             except Exception as exc:
                 if failed.assets:  # odc said which asset; GDAL's message alone does not
                     raise AssetReadError(f"asset {failed.assets[-1]}: {cause_of(exc)}") from exc
                 raise
 
-    def _odc_load(name: str) -> xr.Dataset:
+    def _odc_load(name: str, *, lazy: bool = False) -> xr.Dataset:
         # The reads overlap in threads: GDAL's open, read and decode release the GIL. odc shuts the pool down.
-        threads = cfg.compute.tile_threads()
+        threads = 1 if lazy else cfg.compute.tile_threads()
         return odc_load(
-            items,
+            items[:1] if lazy else items,
             bands=assets,
             geobox=tile.geobox,
             groupby="solar_day",
             resampling="nearest",
-            chunks=None,
+            chunks={} if lazy else None,
             pool=ThreadPoolExecutor(threads, thread_name_prefix=name) if threads > 1 else None,
             fail_on_error=True,
         )
+
+    def _on_grid(options: dict[str, object]) -> xr.Dataset | None:
+        # Assets on the tile's grid are read window by window, laid out as odc-stac's lazy load of one item.
+        if not items or any(item.datetime is None for item in items) or not all_local(items, assets):
+            return None  # odc-stac's time of an item without datetime, and remote files: left to it
+        skeleton = _odc_load("", lazy=True)
+        acquisitions = group_acquisitions(items, tile)
+        return load_on_grid(skeleton, acquisitions, tile, threads=cfg.compute.tile_threads(), gdal=options)
 
     span = _span(items)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 from nrt.monitor import BaseNrt
 from nrt.monitor.ccdc import CCDC
@@ -19,6 +21,7 @@ from nrt.monitor.cusum import CuSum
 from nrt.monitor.ewma import EWMA
 from nrt.monitor.iqr import IQR
 from nrt.monitor.mosum import MoSum
+from nrt.utils import build_regressors
 
 from catalog.encoding import DATE_NODATA, Status, days_since_epoch
 from catalog.series import SERIES_KEY, ChunkWriter, ModelExport, ModelForm, SeriesExport
@@ -284,6 +287,21 @@ def _flat_extra(extras: dict[str, np.ndarray], name: str) -> np.ndarray:
     return extras[name].reshape(-1)
 
 
+def _regressors(monitor: BaseNrt, naive: dt.datetime) -> np.ndarray:
+    """monitor._regressors(naive): the same nrt call, made once per date, not once per row block and date."""
+    if type(monitor)._regressors is not BaseNrt._regressors:
+        return monitor._regressors(naive)
+    return _date_regressors(naive, bool(monitor.trend), int(monitor.harmonic_order))
+
+
+@functools.lru_cache(maxsize=64)
+def _date_regressors(naive: dt.datetime, trend: bool, harmonic_order: int) -> np.ndarray:
+    """The regressors of nrt's BaseNrt._regressors for one date (pandas' date arithmetic: most of its time)."""
+    regressors = build_regressors(dates=pd.DatetimeIndex([naive]), trend=trend, harmonic_order=harmonic_order)
+    regressors.flags.writeable = False  # shared by every row block and tile of that date
+    return regressors
+
+
 def absorb(state: MonitorState, array: np.ndarray, when: dt.datetime) -> None:
     """Feed one acquisition (2-D index values, NaN = no observation) to the monitor and our bookkeeping."""
     if state.empty:
@@ -296,7 +314,7 @@ def absorb(state: MonitorState, array: np.ndarray, when: dt.datetime) -> None:
         return
     derived = _derived(state)
     # nrt's predict, with the float64 coefficients cast once per state rather than once per acquisition.
-    prediction = np.dot(monitor._regressors(naive), derived.beta).reshape(array.shape)
+    prediction = np.dot(_regressors(monitor, naive), derived.beta).reshape(array.shape)
     residuals = array - prediction
     valid = (monitor.mask == NRT_MONITORED) & finite
     outside = _outside(monitor, residuals, derived.lower, derived.upper)

@@ -181,6 +181,12 @@ def fit_task(cfg: Config, tile_id: str) -> TileOutcome:
     return outcome
 
 
+def fit_forward_task(cfg: Config, tile_id: str, until: dt.datetime) -> TileOutcome:
+    """Task: fit one tile, then bring it up to `until` (publishing is the client's)."""
+    outcome = fit_task(cfg, tile_id)
+    return outcome if outcome.error else update_task(cfg, tile_id, until)
+
+
 def update_task(cfg: Config, tile_id: str, until: dt.datetime) -> TileOutcome:
     """Task: bring one tile up to `until` and save its state (publishing is the client's)."""
     from scheduler.pipeline import TileOutcome

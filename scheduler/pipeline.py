@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import logging
+import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import reproject
 from threadpoolctl import threadpool_limits
 
@@ -96,6 +100,10 @@ def area_grid(cfg: Config) -> AreaGrid:
     width = max(t.col * cfg.area.tile_size + t.width for t in tiles)
     height = max(t.row * cfg.area.tile_size + t.height for t in tiles)
     return AreaGrid(crs=tiles[0].crs, transform=tiles[0].transform, width=width, height=height)
+
+
+# rasterio warns while it sets up a warp's in-memory destination, before it gives it our transform: noise in logs.
+warnings.filterwarnings("ignore", "Dataset has no geotransform", NotGeoreferencedWarning, "rasterio")
 
 
 def read_forest_mask(cfg: Config, tile: Tile) -> np.ndarray:
@@ -365,46 +373,84 @@ class Pipeline:
             return False
         return True
 
-    def run_fit(self, tiles: list[Tile] | None = None, progress: Progress | None = None) -> RunResult:
-        """Fit every tile (a failing tile is reported, the others go on), then publish."""
+    def run_fit(
+        self, tiles: list[Tile] | None = None, progress: Progress | None = None, until: dt.datetime | None = None
+    ) -> RunResult:
+        """Fit every tile (a failing tile is reported, the others go on), then publish.
+
+        With `until`, each tile is fast-forwarded to it right after its fit, and published once at the end.
+        """
+        tiles = tiles or self.tiles
         if self._on_dask():
-            return parallel.run_tiles(
-                self, tiles or self.tiles, parallel.fit_task, progress=lambda _: progress and progress(1)
-            )
-        outcomes = []
-        for tile in tiles or self.tiles:
-            outcome = TileOutcome(tile.id)
+            task, args = (parallel.fit_task, ()) if until is None else (parallel.fit_forward_task, (until,))
+            return parallel.run_tiles(self, tiles, task, *args, progress=lambda _: progress and progress(1))
+
+        def fit(pipeline: Pipeline, tile: Tile) -> TileOutcome:
             try:
-                self.fit_tile(tile)
+                pipeline.fit_tile(tile)
             except NrtAlertsError as exc:
-                outcome.error = str(exc)
                 log.error("tile %s: fit failed: %s", tile.id, exc, extra=_fields(tile, exc))
-            outcomes.append(outcome)
-            if progress:
-                progress(1)
-        return RunResult(outcomes, self.publish(tiles or self.tiles))
+                return TileOutcome(tile.id, error=str(exc))
+            return TileOutcome(tile.id) if until is None else pipeline.guarded_update(tile, until)
+
+        outcomes = self._run_here(tiles, fit, lambda _: progress and progress(1))
+        return RunResult(outcomes, self.publish(tiles))
 
     def run_update(
         self, until: dt.datetime, tiles: list[Tile] | None = None, progress: Progress | None = None
     ) -> RunResult:
         """Bring every tile up to `until` (a failing tile is reported, the others go on), then publish."""
+        tiles = tiles or self.tiles
         if self._on_dask():
             # Progress comes per tile from a cluster: the bar advances by the tile's acquisitions.
             return parallel.run_tiles(
                 self,
-                tiles or self.tiles,
+                tiles,
                 parallel.update_task,
                 until,
                 progress=lambda outcome: progress and progress(len(outcome.absorbed)),
             )
-        outcomes = []
-        for tile in tiles or self.tiles:
-            try:
-                outcomes.append(self.update_tile(tile, until, progress))
-            except NrtAlertsError as exc:
-                outcomes.append(TileOutcome(tile.id, error=str(exc)))
-                log.error("tile %s: update failed: %s", tile.id, exc, extra=_fields(tile, exc))
-            except Exception as exc:  # a bug or an unforeseen library error in one tile must not stop the others
-                outcomes.append(TileOutcome(tile.id, error=f"unexpected {type(exc).__name__}: {exc}"))
-                log.exception("tile %s: update failed unexpectedly: %r", tile.id, exc, extra={"tile": tile.id})
-        return RunResult(outcomes, self.publish(tiles or self.tiles))
+        outcomes = self._run_here(tiles, lambda pipeline, tile: pipeline.guarded_update(tile, until, progress))
+        return RunResult(outcomes, self.publish(tiles))
+
+    def guarded_update(self, tile: Tile, until: dt.datetime, progress: Progress | None = None) -> TileOutcome:
+        """update_tile, with a failure reported as the tile's outcome (and logged) instead of raised."""
+        try:
+            return self.update_tile(tile, until, progress)
+        except NrtAlertsError as exc:
+            log.error("tile %s: update failed: %s", tile.id, exc, extra=_fields(tile, exc))
+            return TileOutcome(tile.id, error=str(exc))
+        except Exception as exc:  # a bug or an unforeseen library error in one tile must not stop the others
+            log.exception("tile %s: update failed unexpectedly: %r", tile.id, exc, extra={"tile": tile.id})
+            return TileOutcome(tile.id, error=f"unexpected {type(exc).__name__}: {exc}")
+
+    def _run_here(
+        self,
+        tiles: list[Tile],
+        work: Callable[[Pipeline, Tile], TileOutcome],
+        done: Callable[[TileOutcome], None] | None = None,
+    ) -> list[TileOutcome]:
+        """work(pipeline, tile) for every tile in this process: compute.tile_plan's tiles side by side."""
+        side_by_side, threads = self.cfg.compute.tile_plan(len(tiles))
+        pipeline = self._on_threads(threads)
+        if side_by_side == 1:
+            outcomes = []
+            for tile in tiles:
+                outcomes.append(work(pipeline, tile))
+                if done:
+                    done(outcomes[-1])
+            return outcomes
+        with ThreadPoolExecutor(side_by_side, thread_name_prefix="nrt-tile") as pool:
+            futures = {pool.submit(work, pipeline, tile): tile for tile in tiles}
+            for future in as_completed(futures):
+                if done:
+                    done(future.result())
+            return [future.result() for future in futures]
+
+    def _on_threads(self, threads: int) -> Pipeline:
+        """A copy running each tile on `threads` threads, sharing the source and the publisher."""
+        if self.cfg.compute.tile_threads() == threads:
+            return self
+        pipeline = copy.copy(self)
+        pipeline.cfg = self.cfg.model_copy(update={"compute": self.cfg.compute.model_copy(update={"threads": threads})})
+        return pipeline

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from catalog.atomic import atomic_path
 from scheduler import backups
 from scheduler.errors import NotFittedError, StateError
 from scheduler.monitors import EXTRA_LAYERS, MONITOR_CLASSES, MonitorState
+
+# netCDF-C/HDF5 is not thread-safe: tiles running side by side in one process save and load states one at a time.
+NETCDF_LOCK = threading.Lock()
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +176,8 @@ def save_state(state: TileState, path: Path, *, generations: int = 0) -> None:
     for leftover in path.parent.glob(f".{path.stem}.*.tmp{path.suffix}"):
         leftover.unlink(missing_ok=True)
     with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        with NETCDF_LOCK:
+            ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
         if generations > 0:
             backups.keep_current(path)
     if generations > 0:
@@ -192,7 +197,7 @@ def _read(path: Path, *, arrays: bool) -> tuple[xr.Dataset, dict[str, Any]]:
     if not path.exists():
         raise NotFittedError(f"no state at {path}: run `nrt-alerts fit` first")
     try:
-        with xr.open_dataset(path, engine="netcdf4") as opened:
+        with NETCDF_LOCK, xr.open_dataset(path, engine="netcdf4") as opened:
             ds = opened.load() if arrays else opened
             raw = ds.attrs[META_ATTR]
             stored = ds.attrs.get(CHECKSUM_ATTR)

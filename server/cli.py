@@ -92,12 +92,19 @@ def _summarise(kind: str, result: RunResult) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    """Fit monitors on the history period."""
+    """Fit monitors on the history period (with --forward, fast-forward each tile right after its fit)."""
     cfg = load_config(args.config)
     pipeline = Pipeline(cfg)
     tiles = select_tiles(pipeline.tiles, args.tile)
+    if args.until and not args.forward:
+        raise ConfigError("fit: --until goes with --forward (fit, then fast-forward each tile up to it)")
+    until = (_parse_until(args.until) or clock_from_config(cfg.clock).now()) if args.forward else None
+    started = dt.datetime.now(dt.UTC)
     with _progress(len(tiles), "fit", "tile") as bar:
-        return _summarise("fit", pipeline.run_fit(tiles, progress=bar))
+        result = pipeline.run_fit(tiles, progress=bar, until=until)
+    if until is not None:
+        record_run(RunLog(cfg.output.run_log), started, until, "partial" if result.failed else "ok", result)
+    return _summarise("fit", result)
 
 
 def _run_update(args: argparse.Namespace, kind: str) -> int:
@@ -185,16 +192,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     folder = args.dir or ("demo-data" if args.scenario == "clear-cut" else f"demo-data-{args.scenario}")
     cfg = prepare_demo(Path(folder), size=_demo_size(args.size), scenario=args.scenario)
     pipeline = Pipeline(cfg)
-    if not all(pipeline.tile_state_path(t).exists() for t in pipeline.tiles):
-        log.info("fitting %d tile(s) on the history %s .. %s", len(pipeline.tiles), cfg.history.start, cfg.history.end)
-        with _progress(len(pipeline.tiles), "fit", "tile") as bar:
-            if _summarise("fit", pipeline.run_fit(progress=bar)):
-                return 1
     until = clock_from_config(cfg.clock).now()
-    log.info("fast-forwarding to the demo clock's now, %s", until.date())
-    with _progress(None, "forward", "acq") as bar:
-        if _summarise("forward", pipeline.run_update(until, progress=bar)):
-            return 1
+    if not all(pipeline.tile_state_path(t).exists() for t in pipeline.tiles):
+        log.info(
+            "fitting %d tile(s) on the history %s .. %s, each then fast-forwarded to the demo clock's now, %s",
+            len(pipeline.tiles),
+            cfg.history.start,
+            cfg.history.end,
+            until.date(),
+        )
+        with _progress(len(pipeline.tiles), "fit", "tile") as bar:
+            if _summarise("fit", pipeline.run_fit(progress=bar, until=until)):
+                return 1
+    else:
+        log.info("fast-forwarding to the demo clock's now, %s", until.date())
+        with _progress(None, "forward", "acq") as bar:
+            if _summarise("forward", pipeline.run_update(until, progress=bar)):
+                return 1
     if args.no_serve:
         return 0
     return serve(cfg, host=args.host, port=args.port, scheduler=True)
@@ -330,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_config(sub.add_parser("fit", help=cmd_fit.__doc__))
     p.add_argument("--tile", action="append", help="Only this tile id (repeatable)")
+    p.add_argument(
+        "--forward", action="store_true", help="Fast-forward each tile right after its fit: one process, one publish"
+    )
+    p.add_argument("--until", help="With --forward: absorb acquisitions up to this ISO date/datetime (default: now)")
     p.set_defaults(func=cmd_fit)
     for name, func in (("forward", cmd_forward), ("update", cmd_update)):
         p = with_config(sub.add_parser(name, help=func.__doc__))

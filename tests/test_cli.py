@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -193,11 +194,34 @@ def test_update_with_one_tile_unfitted_fails_that_tile_and_exits_non_zero(
 
 
 def test_until_that_is_not_a_date_is_refused(workspace: Path) -> None:
-    outcomes = run_all([["update", "--until", "notadate"], ["forward", "--until", "2024-13-01"]], workspace)
-    for outcome, value in zip(outcomes, ("notadate", "2024-13-01"), strict=True):
+    commands = [
+        ["update", "--until", "notadate"],
+        ["forward", "--until", "2024-13-01"],
+        ["fit", "--forward", "--until", "soon"],
+    ]
+    outcomes = run_all(commands, workspace)
+    for outcome, value in zip(outcomes, ("notadate", "2024-13-01", "soon"), strict=True):
         line = outcome.one_error_line()
         assert outcome.code == 2
         assert "--until" in line and value in line, line
+
+
+def test_fit_until_without_forward_is_refused(workspace: Path) -> None:
+    line = run("fit", "--until", "2024-01-01", cwd=workspace).one_error_line()
+    assert "--until goes with --forward" in line, line
+    assert not (workspace / "output" / "state").exists() or not any((workspace / "output" / "state").glob("*.nc"))
+
+
+def test_fit_forward_fits_fast_forwards_and_publishes_once(workspace: Path) -> None:
+    """`fit --forward --until`: every tile fitted and brought up to --until in one process, one publication."""
+    outcome = run("fit", "--forward", "--until", RUN_STEPS[0].date().isoformat(), cwd=workspace)
+    assert outcome.code == 0, outcome.stderr
+    done = re.search(r"fit done: 2 tile\(s\), (\d+) acquisition\(s\) absorbed, 0 failed", outcome.stderr)
+    assert done and int(done.group(1)) > 50, outcome.stderr
+    index = json.loads((workspace / "output" / "stac" / "alerts" / "publications.json").read_text())
+    assert len(index["publications"]) == 1, index
+    runs = json.loads((workspace / "output" / "runs.json").read_text())
+    assert runs["runs"][-1]["outcome"] == "ok" and runs["runs"][-1]["acquisitions"] == int(done.group(1))
 
 
 def test_unknown_tile_is_refused_listing_the_known_tiles(workspace: Path) -> None:

@@ -68,6 +68,8 @@ def workspace(root: Path, fitted: Config, **source: object) -> Pipeline:
         update={
             "source": fitted.source.model_copy(update=updates),
             "output": fitted.output.model_copy(update={"dir": root / "output"}),
+            # Tiles one after another: faults are injected in request order, into tile A's requests first.
+            "compute": fitted.compute.model_copy(update={"tiles_at_once": 1}),
         }
     )
     return Pipeline(cfg)

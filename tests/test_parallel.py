@@ -19,7 +19,7 @@ from catalog.store import CatalogLayout, read_index
 from scheduler import parallel
 from scheduler import pipeline as pipeline_module
 from scheduler.blocks import absorb_all
-from scheduler.config import Config, parse_monitor
+from scheduler.config import ComputeConfig, Config, parse_monitor
 from scheduler.demo import DemoArchive
 from scheduler.grid import Tile
 from scheduler.loading import load_index_and_bands, load_new_index
@@ -309,3 +309,29 @@ def test_threaded_absorb_equals_serial(monitor: dict, threads: int) -> None:
             assert other.dtype == value.dtype, name
     for name, value in serial.extras.items():
         np.testing.assert_array_equal(threaded.extras[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize(("threads", "expected"), [(2, [(2, 1), (1, 2), (2, 1)]), (8, [(4, 2), (1, 8), (3, 2)])])
+def test_tile_plan_splits_the_threads_between_tiles_side_by_side(threads: int, expected: list) -> None:
+    """One tile per thread, no more side by side than the run has tiles; a lone tile gets every thread."""
+    compute = ComputeConfig(threads=threads)
+    assert [compute.tile_plan(tiles) for tiles in (4, 1, 3)] == expected
+    assert compute.model_copy(update={"tiles_at_once": 1}).tile_plan(4) == (1, threads)
+
+
+def test_fit_forward_one_tile_at_a_time_equals_the_shared_run(
+    tmp_path: Path, demo_archive: DemoArchive, static_run: DemoRun
+) -> None:
+    """fit(until=...) with tiles one after another: the states and layers of fit + updates with tiles side by side."""
+    assert static_run.cfg.compute.tile_plan(len(static_run.pipeline.tiles))[0] in (1, 2)
+    cfg = with_compute(make_workspace(tmp_path, demo_archive), threads=1, tiles_at_once=1)
+    pipeline = Pipeline(cfg)
+    result = pipeline.run_fit(until=RUN_STEPS[-1])
+    assert not result.failed and len(result.publications) == 1
+    assert sum(len(t.absorbed) for t in result.tiles) > 100
+    for tile in pipeline.tiles:
+        ours, theirs = (load_state(p.tile_state_path(tile)) for p in (pipeline, static_run.pipeline))
+        assert_states_equal(ours, theirs, same_chunks=False)  # one run absorbed in one batch sequence, not three
+    layers = latest_layers(DemoRun(cfg, pipeline, result, []))
+    for asset, values in latest_layers(static_run).items():
+        np.testing.assert_array_equal(layers[asset], values, err_msg=asset)

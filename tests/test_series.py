@@ -21,7 +21,9 @@ from catalog.encoding import CONFIRMED_CODES, DATE_EPOCH
 from catalog.series import (
     MODEL_ROLE,
     NODATA,
+    SCALE,
     SERIES_ROLE,
+    _quantise,
     chunk_dates,
     read_model,
     read_observations,
@@ -404,3 +406,21 @@ def test_feature_info_honours_the_alert_filters(static_run: DemoRun, static_serv
     assert date_layer["value"] == 0
     bad = httpx.get(f"{static_server}/wms", params=featureinfo_params(site, "application/json", STAGE="maybe"))
     assert bad.status_code == 400 and b"ServiceException" in bad.content
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_quantise_is_the_numpy_expression_bit_for_bit(dtype: type) -> None:
+    """The one-pass kernel gives numpy's rint(float32 value / SCALE), clipped, NODATA where not finite."""
+    rng = np.random.default_rng(1)
+    values = rng.normal(0.5, 0.5, size=(20, 60, 70)).astype(np.float32)
+    values[rng.random(values.shape) < 0.2] = np.nan
+    values[0, 0, :6] = [np.inf, -np.inf, 5.0, -5.0, 0.00005, -0.00015]  # clipped both ways; halves round to even
+    values[1, 0, :60] = (np.arange(60, dtype=np.float32) - 30) * np.float32(0.00005)
+    values = values.astype(dtype)
+    expected = np.full(values.shape, NODATA, dtype=np.int16)
+    for i, band in enumerate(values.astype(np.float32)):
+        ok = np.isfinite(band)
+        expected[i][ok] = np.clip(np.rint(band[ok] / SCALE), NODATA + 1, 32767).astype(np.int16)
+    quantised = _quantise(values[:, :, :50])  # a strided slice, as the writer passes rows of a block
+    np.testing.assert_array_equal(quantised, expected[:, :, :50])
+    assert quantised[0, 0, 0] == NODATA and quantised[0, 0, 2] == 32767 and quantised[0, 0, 3] == -32767

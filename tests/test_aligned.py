@@ -1,0 +1,146 @@
+"""Window reads of assets on the tile grid give odc-stac's own load: the same Dataset, or odc-stac reads it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import rasterio
+import xarray as xr
+from affine import Affine
+from rasterio.windows import Window
+from test_faults import _rewrite, window_items
+
+from scheduler import aligned, loading
+from scheduler.config import Config
+from scheduler.demo import DemoArchive
+from scheduler.pipeline import Pipeline
+
+from conftest import make_workspace
+
+
+@pytest.fixture(scope="module")
+def cfg(demo_archive: DemoArchive, tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """A deployment of the demo (two 128 px tiles), one thread per load."""
+    cfg = make_workspace(tmp_path_factory.mktemp("aligned"), demo_archive)
+    return cfg.model_copy(update={"compute": cfg.compute.model_copy(update={"threads": 1})})
+
+
+def both_ways(
+    items: list[pystac.Item], cfg: Config, tile_index: int, monkeypatch: pytest.MonkeyPatch, threads: int = 1
+) -> tuple[xr.Dataset, xr.Dataset, list[bool]]:
+    """The load through window reads (and whether they answered), and through odc-stac alone."""
+    cfg = cfg.model_copy(update={"compute": cfg.compute.model_copy(update={"threads": threads})})
+    tile = Pipeline(cfg).tiles[tile_index]
+    answered: list[bool] = []
+    real = aligned.load_on_grid
+
+    def spy(*args: object, **kwargs: object) -> xr.Dataset | None:
+        ds = real(*args, **kwargs)
+        answered.append(ds is not None)
+        return ds
+
+    with monkeypatch.context() as m:
+        m.setattr(loading, "load_on_grid", spy)
+        windowed = loading._read(items, tile, cfg, ())
+    with monkeypatch.context() as m:
+        m.setattr(loading, "load_on_grid", lambda *args, **kwargs: None)
+        odc = loading._read(items, tile, cfg, ())
+    return windowed, odc, answered
+
+
+def assert_same(windowed: xr.Dataset, odc: xr.Dataset) -> None:
+    """Identical values, coordinates, attributes, dtypes and encodings."""
+    xr.testing.assert_identical(windowed, odc)
+    for name, var in odc.data_vars.items():
+        assert windowed[name].dtype == var.dtype
+        assert windowed[name].encoding.get("grid_mapping") == var.encoding.get("grid_mapping")
+    assert windowed.indexes["time"].dtype == odc.indexes["time"].dtype
+
+
+@pytest.mark.parametrize(("tile_index", "threads"), [(0, 1), (1, 2)])
+def test_demo_dates_load_as_odc_stac_loads_them(
+    cfg: Config, demo_archive: DemoArchive, monkeypatch: pytest.MonkeyPatch, tile_index: int, threads: int
+) -> None:
+    items = window_items(demo_archive)[:8]
+    windowed, odc, answered = both_ways(items, cfg, tile_index, monkeypatch, threads)
+    assert answered == [True]
+    assert windowed.sizes["time"] == 8 and int((windowed["red"] > 0).sum()) > 8 * 128 * 100
+    assert_same(windowed, odc)
+
+
+def test_two_granules_of_a_day_fuse_as_odc_stac_fuses_them(
+    cfg: Config, demo_archive: DemoArchive, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The earlier granule's nodata filled by the later one's pixels, one date stamped with the earlier's time."""
+    first_day, other_day = window_items(demo_archive)[1:3]
+    west = np.zeros((128, 256), dtype=bool)
+    west[:, :64] = True
+    early = _rewrite(
+        first_day,
+        tmp_path / "early",
+        {k: (lambda a: (np.where(west, 0, a), str(a.dtype), 0)) for k in first_day.assets},
+    )
+    late = other_day.clone()
+    late.id = f"{first_day.id}_B"
+    late.datetime = first_day.datetime + dt.timedelta(seconds=40)
+    windowed, odc, answered = both_ways([late, early], cfg, 0, monkeypatch)
+    assert answered == [True] and windowed.sizes["time"] == 1
+    with rasterio.open(other_day.assets["red"].href) as src:
+        assert np.array_equal(windowed["red"].values[0][:, :64], src.read(1)[:, :64])
+    assert_same(windowed, odc)
+
+
+def crop(item: pystac.Item, folder: Path, rows: slice, cols: slice, shift: float = 0.0) -> pystac.Item:
+    """The item with its assets cut to a window (and moved by `shift` pixels east): partial cover of a tile."""
+    copy = item.clone()
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, asset in copy.assets.items():
+        with rasterio.open(asset.href) as src:
+            window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
+            data, profile = src.read(1, window=window), dict(src.profile)
+            transform = src.window_transform(window) @ Affine.translation(shift, 0)
+        profile.update(driver="GTiff", width=data.shape[1], height=data.shape[0], transform=transform, tiled=False)
+        profile.pop("blockxsize", None), profile.pop("blockysize", None)
+        target = folder / f"{key}.tif"
+        with rasterio.open(target, "w", **profile) as dst:
+            dst.write(data, 1)
+        asset.href = str(target)
+    for name in [k for k in copy.properties if k.startswith("proj:")]:
+        del copy.properties[name]  # odc-stac reads the georeference from the asset, as for any item without proj
+    return copy
+
+
+def test_an_asset_covering_part_of_the_tile_leaves_nodata_around_it(
+    cfg: Config, demo_archive: DemoArchive, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    item = window_items(demo_archive)[1]
+    part = crop(item, tmp_path / "part", slice(16, 100), slice(32, 200))  # across both tiles' border at column 128
+    for tile_index in (0, 1):
+        windowed, odc, answered = both_ways([part], cfg, tile_index, monkeypatch)
+        assert answered == [True]
+        red = windowed["red"].values[0]
+        covered = np.zeros((128, 256), dtype=bool)
+        covered[16:100, 32:200] = True
+        covered = covered[:, 128 * tile_index : 128 * (tile_index + 1)]
+        assert (red[~covered] == 0).all() and (red[covered] != 0).mean() > 0.95
+        assert_same(windowed, odc)
+
+
+def test_assets_off_the_grid_are_left_to_odc_stac(
+    cfg: Config, demo_archive: DemoArchive, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Half a pixel off, no nodata declared in the file, a float band: odc-stac reads (and resamples) them."""
+    item = window_items(demo_archive)[1]
+    cases = {
+        "shifted": crop(item, tmp_path / "shifted", slice(0, 128), slice(0, 256), shift=0.5),
+        "no nodata": _rewrite(item, tmp_path / "none", {"red": lambda a: (a, "uint16", None)}),
+        "float": _rewrite(item, tmp_path / "float", {"red": lambda a: (a.astype(np.float32), "float32", 0)}),
+    }
+    for case, moved in cases.items():
+        windowed, odc, answered = both_ways([moved], cfg, 0, monkeypatch)
+        assert answered == [False], case
+        assert_same(windowed, odc)
