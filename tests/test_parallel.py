@@ -335,3 +335,18 @@ def test_fit_forward_one_tile_at_a_time_equals_the_shared_run(
     layers = latest_layers(DemoRun(cfg, pipeline, result, []))
     for asset, values in latest_layers(static_run).items():
         np.testing.assert_array_equal(layers[asset], values, err_msg=asset)
+
+
+def test_dask_fit_forward_equals_the_shared_run(tmp_path: Path, demo_archive: DemoArchive, static_run: DemoRun) -> None:
+    """fit(until=...) on the cluster: each tile's task fits and fast-forwards it, and is published when done."""
+    cfg = dask_cfg(make_workspace(tmp_path, demo_archive))
+    pipeline = Pipeline(cfg)
+    result = pipeline.run_fit(until=RUN_STEPS[-1])
+    assert not result.failed and [len(p.items) for p in result.publications] == [1, 2]
+    assert sum(len(t.absorbed) for t in result.tiles) > 100
+    for tile in pipeline.tiles:
+        ours, theirs = (load_state(p.tile_state_path(tile)) for p in (pipeline, static_run.pipeline))
+        assert_states_equal(ours, theirs, same_chunks=False)
+    layers = latest_layers(DemoRun(cfg, pipeline, result, []))
+    for asset, values in latest_layers(static_run).items():
+        np.testing.assert_array_equal(layers[asset], values, err_msg=asset)
