@@ -2,7 +2,7 @@
 
 odc-stac pastes such an asset into the tile unchanged (same CRS and pixel size, whole-pixel offset, nearest
 resampling) and fuses the granules of one solar day by filling the earlier one's nodata with the later one's
-pixels. Done here with one rasterio window read per asset, that is the same array, for about a third less CPU
+pixels. Done here with one rasterio window read per asset, that is the same array, for about a fifth less CPU
 per read (bench/README.md). odc-stac still decides the rest: which variables, dtypes, nodata and coordinates a
 load has, from its lazy load of one of the items (no pixels read). Anything else (another grid, a nodata value to
 remap, a float band, an unreadable asset) makes `load_on_grid` answer None, and the caller reads the whole load
