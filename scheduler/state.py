@@ -201,7 +201,8 @@ def _read(path: Path, *, arrays: bool) -> tuple[xr.Dataset, dict[str, Any]]:
             ds = opened.load() if arrays else opened
             raw = ds.attrs[META_ATTR]
             stored = ds.attrs.get(CHECKSUM_ATTR)
-            actual = checksum(ds) if arrays and stored is not None else None
+        # Hashing the loaded arrays needs no file: the other tiles' state I/O need not wait for it.
+        actual = checksum(ds) if arrays and stored is not None else None
     except Exception as exc:  # HDF5 reports truncation and damaged chunks as RuntimeError, OSError, KeyError...
         raise BadStateFile(path, f"is unreadable: {type(exc).__name__}: {exc}") from exc
     if actual is not None and actual != stored:

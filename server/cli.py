@@ -91,19 +91,24 @@ def _summarise(kind: str, result: RunResult) -> int:
     return 1 if result.failed else 0
 
 
+def _record(cfg: Config, started: dt.datetime, until: dt.datetime, result: RunResult) -> None:
+    """A CLI run that absorbed up to `until` goes into the run history, as the scheduler's runs do."""
+    record_run(RunLog(cfg.output.run_log), started, until, "partial" if result.failed else "ok", result)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fit monitors on the history period (with --forward, fast-forward each tile right after its fit)."""
+    if args.until and not args.forward:
+        raise ConfigError("fit: --until goes with --forward (fit, then fast-forward each tile up to it)")
     cfg = load_config(args.config)
     pipeline = Pipeline(cfg)
     tiles = select_tiles(pipeline.tiles, args.tile)
-    if args.until and not args.forward:
-        raise ConfigError("fit: --until goes with --forward (fit, then fast-forward each tile up to it)")
     until = (_parse_until(args.until) or clock_from_config(cfg.clock).now()) if args.forward else None
     started = dt.datetime.now(dt.UTC)
     with _progress(len(tiles), "fit", "tile") as bar:
         result = pipeline.run_fit(tiles, progress=bar, until=until)
     if until is not None:
-        record_run(RunLog(cfg.output.run_log), started, until, "partial" if result.failed else "ok", result)
+        _record(cfg, started, until, result)
     return _summarise("fit", result)
 
 
@@ -122,7 +127,7 @@ def _run_update(args: argparse.Namespace, kind: str) -> int:
     started = dt.datetime.now(dt.UTC)
     with _progress(None, kind, "acq") as bar:
         result = pipeline.run_update(until, tiles, progress=bar)
-    record_run(RunLog(cfg.output.run_log), started, until, "partial" if result.failed else "ok", result)
+    _record(cfg, started, until, result)
     return _summarise(kind, result)
 
 
