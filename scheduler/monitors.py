@@ -214,7 +214,8 @@ def _fit_iqr(monitor: IQR, history: xr.DataArray, kwargs: dict[str, Any]) -> Non
     monitor.set_xy(history)
     design = monitor.build_design_matrix(history, trend=monitor.trend, harmonic_order=monitor.harmonic_order)
     monitor.beta, residuals = monitor._fit(design, dataarray=history, **kwargs)
-    q75, q25 = nan_percentile_axis0(residuals, np.array([75, 25]))
+    # nrt's residuals are 0 wherever it did not fit (mask != 1): their quartiles are 0 without sorting zeros.
+    q75, q25 = nan_percentile_axis0(residuals, np.array([75, 25]), where=monitor.mask == 1)
     monitor.q25 = q25
     monitor.q75 = q75
 
