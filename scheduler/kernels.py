@@ -121,3 +121,94 @@ def nan_percentile_axis0(values: np.ndarray, percentiles: np.ndarray, where: np.
         out = np.zeros((found.shape[0], flat.shape[1]))
         out[:, columns] = found
     return out.reshape((out.shape[0], *values.shape[1:]))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _solve(matrix: np.ndarray, rhs: np.ndarray) -> bool:  # pragma: no cover - numba
+    """Solve matrix @ x = rhs in place (Gaussian elimination with partial pivoting, LAPACK gesv's method)."""
+    size = rhs.shape[0]
+    for col in range(size):
+        pivot = col
+        for row in range(col + 1, size):
+            if abs(matrix[row, col]) > abs(matrix[pivot, col]):
+                pivot = row
+        if matrix[pivot, col] == 0:
+            return False
+        if pivot != col:
+            for k in range(size):
+                matrix[col, k], matrix[pivot, k] = matrix[pivot, k], matrix[col, k]
+            rhs[col], rhs[pivot] = rhs[pivot], rhs[col]
+        for row in range(col + 1, size):
+            factor = matrix[row, col] / matrix[col, col]
+            for k in range(col + 1, size):
+                matrix[row, k] -= factor * matrix[col, k]
+            rhs[row] -= factor * rhs[col]
+    for col in range(size - 1, -1, -1):
+        total = rhs[col]
+        for k in range(col + 1, size):
+            total -= matrix[col, k] * rhs[k]
+        rhs[col] = total / matrix[col, col]
+    return True
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _nan_ols(
+    design: np.ndarray, products: np.ndarray, values: np.ndarray, columns: np.ndarray, beta: np.ndarray,
+    residuals: np.ndarray,
+) -> int:  # pragma: no cover - numba
+    steps, terms = design.shape
+    count = columns.shape[0]
+    across = np.ascontiguousarray(design.T)
+    blocks = (count + LANES - 1) // LANES
+    singular = np.full(blocks, -1)  # per block: a scalar assigned in prange would stay private to its thread
+    for block in numba.prange(blocks):
+        first = block * LANES
+        width = min(count, first + LANES) - first
+        loaded = np.full((steps, LANES), np.nan)
+        for t in range(steps):
+            for lane in range(width):
+                loaded[t, lane] = values[t, columns[first + lane]]
+        # Branch-free: clouds make the gaps unpredictable.
+        observed = (loaded == loaded).astype(np.float64)
+        zeroed = np.where(observed > 0, loaded, 0.0)
+        # Every pixel's normal equations in the block at once, as two small matrix products (BLAS).
+        gram = np.dot(products, observed)  # (terms * terms, lanes): sum over dates of x_a x_c where observed
+        moment = np.dot(across, zeroed)  # (terms, lanes): sum over dates of x_a y
+        solved = np.empty((terms, LANES))
+        matrix = np.empty((terms, terms))
+        rhs = np.empty(terms)
+        for lane in range(LANES):
+            if lane >= width:
+                solved[:, lane] = 0.0
+                continue
+            for a in range(terms):
+                rhs[a] = moment[a, lane]
+                for c in range(terms):
+                    matrix[a, c] = gram[a * terms + c, lane]
+            if not _solve(matrix, rhs):
+                singular[block] = first + lane
+                rhs[:] = np.nan
+            solved[:, lane] = rhs
+            beta[:, first + lane] = rhs
+        fitted = np.dot(design, solved)
+        for t in range(steps):
+            for lane in range(width):
+                residuals[t, first + lane] = fitted[t, lane] - loaded[t, lane]
+    return singular.max() if blocks else -1
+
+
+def nan_ols(design: np.ndarray, values: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """nrt's OLS fit (nanlstsq's normal equations per pixel, NaN skipped) of `values`' `columns`, in parallel.
+
+    `values`: (time, pixels) as loaded (float32 is read as float64, like nrt's copy). Returns beta (terms, n)
+    float64 and the residuals (time, n) float32, NaN where the value is. Equal to nrt's to rounding: the sums run
+    in another order than its BLAS calls. An exactly singular system raises numpy's LinAlgError, as nrt's solve.
+    """
+    design = np.ascontiguousarray(design, dtype=np.float64)
+    products = np.ascontiguousarray((design[:, :, None] * design[:, None, :]).reshape(design.shape[0], -1).T)
+    beta = np.empty((design.shape[1], columns.shape[0]))
+    residuals = np.empty((design.shape[0], columns.shape[0]), dtype=np.float32)
+    singular = _nan_ols(design, products, values, columns, beta, residuals)
+    if singular >= 0:
+        raise np.linalg.LinAlgError(f"Matrix is singular to machine precision (pixel {columns[singular]})")
+    return beta, residuals

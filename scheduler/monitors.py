@@ -37,7 +37,8 @@ from scheduler.config import (
     MonitorConfig,
     MoSumConfig,
 )
-from scheduler.kernels import nan_percentile_axis0, numba_threads
+from scheduler.fits import fit_iqr
+from scheduler.kernels import numba_threads
 from scheduler.loading import acquisition_key
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ def fit_monitor(
             if isinstance(monitor, CCDCNRT):
                 monitor.fit(history)
             elif isinstance(monitor, IQR):
-                _fit_iqr(monitor, history, {**_fit_kwargs(cfg, bands or {}), "n_threads": usable})
+                fit_iqr(monitor, history, {**_fit_kwargs(cfg, bands or {}), "n_threads": usable})
             else:
                 # nrt sets numba's thread count from n_threads itself (default 1); numba_threads restores it.
                 monitor.fit(history, **_fit_kwargs(cfg, bands or {}), n_threads=usable)
@@ -207,17 +208,6 @@ def fit_monitor(
             monitor.process = np.zeros(shape, dtype=np.uint8)
         monitor.detection_date = np.zeros(shape, dtype=np.uint16)
     return MonitorState(monitor, extras)
-
-
-def _fit_iqr(monitor: IQR, history: xr.DataArray, kwargs: dict[str, Any]) -> None:
-    """IQR.fit, with the residual quartiles computed in parallel (nrt's are serial): the same values bit for bit."""
-    monitor.set_xy(history)
-    design = monitor.build_design_matrix(history, trend=monitor.trend, harmonic_order=monitor.harmonic_order)
-    monitor.beta, residuals = monitor._fit(design, dataarray=history, **kwargs)
-    # nrt's residuals are 0 wherever it did not fit (mask != 1): their quartiles are 0 without sorting zeros.
-    q75, q25 = nan_percentile_axis0(residuals, np.array([75, 25]), where=monitor.mask == 1)
-    monitor.q25 = q25
-    monitor.q75 = q75
 
 
 def _set_xy(monitor: Any, history: xr.DataArray, shape: tuple[int, int]) -> None:

@@ -1,0 +1,69 @@
+"""IQR's fit with our parallel kernels: nrt's IQR.fit, step by step, without its full-size float64 copies."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numba
+import numpy as np
+import xarray as xr
+from nrt.monitor.iqr import IQR
+
+from scheduler.kernels import nan_ols, nan_percentile_axis0
+
+# nrt's mask code of a pixel whose series is too short to fit.
+SHORT = 4
+
+
+def fit_iqr(monitor: IQR, history: xr.DataArray, kwargs: dict[str, Any]) -> None:
+    """IQR.fit: OLS through nan_ols (unscreened), other methods through nrt; the quartiles in parallel."""
+    monitor.set_xy(history)
+    design = monitor.build_design_matrix(history, trend=monitor.trend, harmonic_order=monitor.harmonic_order)
+    if kwargs.get("method", "OLS") == "OLS" and not kwargs.get("screen_outliers"):
+        monitor.beta, fitted, residuals = _ols(monitor, design, history)
+        quartiles = np.zeros((2, monitor.mask.size))
+        quartiles[:, fitted] = nan_percentile_axis0(residuals, np.array([75, 25]))
+        q75, q25 = quartiles.reshape((2, *monitor.mask.shape))
+    else:
+        monitor.beta, residuals = monitor._fit(design, dataarray=history, **kwargs)
+        # nrt's residuals are 0 wherever it did not fit (mask != 1): their quartiles are 0 without sorting zeros.
+        q75, q25 = nan_percentile_axis0(residuals, np.array([75, 25]), where=monitor.mask == 1)
+    monitor.q25 = q25
+    monitor.q75 = q75
+
+
+def _ols(monitor: IQR, design: np.ndarray, history: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """BaseNrt._fit(method='OLS'): (beta as nrt stores it, the fitted pixels' flat indices, their residuals)."""
+    times = history.time.values
+    if not np.all(times[1:] >= times[:-1]):
+        raise ValueError("Time dimension of dataarray has to be sorted chronologically.")
+    values = np.asarray(history.values)
+    flat = values.reshape((values.shape[0], -1))
+    if monitor.mask is None:
+        monitor.mask = np.ones(values.shape[1:], dtype=np.uint8)
+    fitted = np.flatnonzero(monitor.mask == 1)
+    # nrt's _mask_short_series: fewer observations than 1.5x the regressors are not fitted.
+    short = _valid_counts(flat, fitted) < design.shape[1] * 1.5
+    if short.any():
+        monitor.mask.flat[fitted[short]] = SHORT
+        warnings.warn(
+            f"{np.count_nonzero(short)} time-series were shorter than 1.5x the number of regressors and were masked.",
+            stacklevel=2,
+        )
+        fitted = fitted[~short]
+    if not fitted.size:
+        raise ValueError(f"There are no time-series with sufficient ({int(design.shape[1] * 1.5)}) data points.")
+    beta_flat, residuals = nan_ols(design, flat, fitted)
+    beta = np.zeros((design.shape[1], *values.shape[1:]), dtype=np.float32)
+    beta.reshape((design.shape[1], -1))[:, fitted] = beta_flat
+    return beta, fitted, residuals
+
+
+@numba.njit(parallel=True, cache=True)
+def _valid_counts(values: np.ndarray, columns: np.ndarray) -> np.ndarray:  # pragma: no cover - numba
+    counts = np.zeros(columns.shape[0], dtype=np.int64)
+    for i in numba.prange(columns.shape[0]):
+        for t in range(values.shape[0]):
+            counts[i] += not np.isnan(values[t, columns[i]])
+    return counts
