@@ -30,9 +30,8 @@ def fsync(path: Path) -> None:
         os.close(fd)
 
 
-@contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temp path beside `target`; on success it replaces `target` atomically, else it is removed."""
+def make_temp(target: Path) -> Path:
+    """A new empty hidden temp file beside `target` (see is_temp); the caller commits or removes it."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Keep the suffix so writers that pick a driver from it (GDAL, netCDF) still do the right thing.
@@ -41,11 +40,23 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     # mkstemp creates 0600; published files must be readable by a server running as another user.
     os.chmod(tmp, 0o666 & ~_UMASK)
+    return tmp
+
+
+def commit_temp(tmp: Path, target: Path) -> None:
+    """Replace `target` with the written temp file `tmp` durably: fsync it, os.replace, fsync the folder."""
+    fsync(tmp)
+    os.replace(tmp, target)
+    fsync(Path(target).parent)
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temp path beside `target`; on success it replaces `target` atomically, else it is removed."""
+    tmp = make_temp(target)
     try:
         yield tmp
-        fsync(tmp)
-        os.replace(tmp, target)
-        fsync(target.parent)
+        commit_temp(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -28,7 +28,7 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
-from catalog.atomic import atomic_path, remove_temps
+from catalog.atomic import atomic_path, commit_temp, make_temp, remove_temps
 from catalog.errors import PublishError
 
 log = logging.getLogger(__name__)
@@ -222,13 +222,28 @@ def _describe(
     dst.update_tags(**tags)
 
 
+def _compression(dtype: str) -> dict[str, str | int]:
+    """GTiff creation options of every series COG: ZSTD level 1 with the predictor that suits the dtype.
+
+    ZSTD level 1: half deflate level 1's time on a history chunk, and 4 % smaller; index values are noisy and gain
+    little from higher levels.
+    """
+    return {"COMPRESS": "ZSTD", "ZSTD_LEVEL": 1, "PREDICTOR": 2 if np.dtype(dtype).kind in "iu" else 3}
+
+
+def _check_cog(path: Path, name: str) -> None:
+    """Raise PublishError unless the file at `path` (to be published as `name`) passes cog_validate."""
+    valid, errors, _ = cog_validate(str(path), quiet=True)
+    if not valid:
+        raise PublishError(f"{name} is not a valid COG: {'; '.join(errors)}")
+
+
 def _copy_as_cog(src: rasterio.io.DatasetReader, target: Path) -> None:
     """Copy a staged dataset to `target` as a validated COG, atomically."""
     side = src.block_shapes[0][0]
     with atomic_path(target) as tmp:
         # GTiff with COPY_SRC_OVERVIEWS writes the COG layout (what rio-cogeo does, without its per-window
-        # warping, which took several times longer on 100-band chunks). ZSTD level 1: half deflate level 1's
-        # time on a history chunk, and 4 % smaller; index values are noisy and gain little from higher levels.
+        # warping, which took several times longer on 100-band chunks).
         rasterio.shutil.copy(
             src,
             str(tmp),
@@ -237,14 +252,16 @@ def _copy_as_cog(src: rasterio.io.DatasetReader, target: Path) -> None:
             TILED="YES",
             BLOCKXSIZE=side,
             BLOCKYSIZE=side,
-            COMPRESS="ZSTD",
-            ZSTD_LEVEL=1,
-            PREDICTOR=2 if np.dtype(src.dtypes[0]).kind in "iu" else 3,
             INTERLEAVE="PIXEL",
+            **_compression(src.dtypes[0]),
         )
-        valid, errors, _ = cog_validate(str(tmp), quiet=True)
-        if not valid:
-            raise PublishError(f"{target.name} is not a valid COG: {'; '.join(errors)}")
+        _check_cog(tmp, target.name)
+
+
+def _publish_chunk(staging: Path, target: Path) -> None:
+    """Publish a closed staging file as `target` once it passes cog_validate (fsync, os.replace, fsync the folder)."""
+    _check_cog(staging, target.name)
+    commit_temp(staging, target)
 
 
 def _write_cog(
@@ -289,12 +306,16 @@ def _quantise_into(values: np.ndarray, out: np.ndarray) -> None:  # pragma: no c
 
 
 class ChunkWriter:
-    """Writes a chunk row block by row block through a staging file beside it, so memory follows the block.
+    """Writes a chunk block row by block row straight into its compressed COG, so memory follows the row block.
 
     Only one writer per tile at a time: callers hold the tile's lock (scheduler/pipeline.py).
 
-    A fit streams the history through row blocks; each block's values go to disk at once, and `close()` turns the
-    staged file into the published COG. An existing chunk with the same name and dates is reused, never rewritten.
+    A fit streams the history through row blocks; each block's values go to disk at once, compressed, into a hidden
+    temp file beside the chunk that `close()` validates and renames onto the chunk. GDAL's GTiff writer lays that file
+    out as a COG by itself: the metadata is set before the first block, so the IFD goes at the start of the file with
+    it (tags set later would move it to the end), and whole block rows arrive in order, so each tile is compressed
+    once and appended after the previous one. Copying an uncompressed staging file as a COG instead cost twice
+    the CPU. An existing chunk with the same name and dates is reused, never rewritten.
     """
 
     def __init__(
@@ -321,35 +342,63 @@ class ChunkWriter:
         remove_temps(self.target.parent)
         if self.target.exists() and chunk_dates(self.target) == self.keys:
             return  # written by a run that crashed before its state was saved, or a refit: identical content
-        self.target.parent.mkdir(parents=True, exist_ok=True)
+        profile = {**_profile(len(self.keys), height, width, "int16", crs, transform, NODATA), **_compression("int16")}
+        self._side = profile["blockysize"]
+        # Whole block rows per write, about WRITE_VALUES values: the int16 copy of a whole history block would double
+        # a tile's load in memory.
+        self._step = max(1, WRITE_VALUES // (len(self.keys) * width * self._side)) * self._side
+        self._next = 0  # the first row neither written nor buffered
+        self._pending = np.empty((len(self.keys), self._side, width), dtype=np.int16)  # rows of a partial block row
+        self._filled = 0  # rows in _pending
         # A hidden temp name: never served, and removed by the next writer if a crash leaves it.
-        self._staging = self.target.parent / f".{self.name}.tmp-staging.tif"
-        profile = _profile(len(self.keys), height, width, "int16", crs, transform, NODATA)
+        self._staging = make_temp(self.target)
         self._dst = rasterio.open(self._staging, "w", **profile)
+        _describe(self._dst, self.keys, self._tags, SCALE)  # before any block, so that the IFD stays first
 
     def write(self, top: int, values: np.ndarray) -> None:
-        """Write the values (time, rows, cols) of the rows starting at `top`."""
+        """Write the values (time, rows, cols) of the rows from `top`: row blocks of any height, in order."""
         if self._dst is None:
             return
         if values.shape[0] != len(self.keys):
             raise PublishError(f"{self.name}: {values.shape[0]} acquisitions in a block, {len(self.keys)} expected")
-        # A few rows at a time: the int16 copy of a whole history block would double a tile's load in memory.
-        step = max(1, WRITE_VALUES // max(1, values.shape[0] * values.shape[2]))
-        for first in range(0, values.shape[1], step):
-            rows = values[:, first : first + step]
-            self._dst.write(_quantise(rows), window=Window(0, top + first, rows.shape[2], rows.shape[1]))
+        if top != self._next:
+            raise PublishError(f"{self.name}: rows written from {top}, row {self._next} expected next")
+        rows, done = values.shape[1], 0
+        while done < rows:
+            left = rows - done
+            last = self._next + left == self._dst.height  # the block row at the bottom may be partial
+            if not self._filled and (left >= self._side or last):
+                count = min(self._step, left if last else left - left % self._side)
+                window = Window(0, self._next, self._dst.width, count)
+                self._dst.write(_quantise(values[:, done : done + count]), window=window)
+            else:
+                # Part of a block row waits for the rest: under cache pressure GDAL would compress and append a tile
+                # written in two parts twice, leaving the first copy as a hole out of the tiles' order.
+                count = min(self._side - self._filled, left)
+                self._pending[:, self._filled : self._filled + count] = _quantise(values[:, done : done + count])
+                self._filled += count
+            done += count
+            self._next += count
+            if self._filled == self._side or (self._filled and self._next == self._dst.height):
+                self._flush()
+
+    def _flush(self) -> None:
+        """Write the buffered rows: a whole block row, or the last rows written."""
+        rows = np.ascontiguousarray(self._pending[:, : self._filled])
+        self._dst.write(rows, window=Window(0, self._next - self._filled, self._dst.width, self._filled))
+        self._filled = 0
 
     def close(self) -> str:
         """Publish the chunk (atomically, validated) and return its name."""
         if self._dst is not None:
-            _describe(self._dst, self.keys, self._tags, SCALE)
-            self._dst.close()
-            self._dst = None
             try:
-                with rasterio.open(self._staging) as src:
-                    _copy_as_cog(src, self.target)
+                with self._dst:  # closing writes the last tiles, and their offsets into the IFD in place
+                    if self._filled:
+                        self._flush()  # rows never written stay nodata, as GDAL fills missing tiles
+                _publish_chunk(self._staging, self.target)
             finally:
-                self._staging.unlink(missing_ok=True)
+                self._dst = None
+                self._staging.unlink(missing_ok=True)  # gone already once published
         return self.name
 
 

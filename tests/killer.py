@@ -71,7 +71,7 @@ POINTS: dict[str, Point] = {
     "replace-cog": Point("report", "os:replace", arg=1, pattern="*.tif"),
     "cog-replaced": Point("report", "os:replace", "after", arg=1, pattern="*.tif"),
     "series-chunk": Point("report", "catalog.series:ChunkWriter.close"),
-    "series-staged": Point("report", "catalog.series:_copy_as_cog"),
+    "series-staged": Point("report", "catalog.series:_publish_chunk"),
     "series-chunk-done": Point("report", "catalog.series:ChunkWriter.close", "after"),
     "thumbnail": Point("report", "catalog.publish:write_thumbnail"),
     "thumbnail-done": Point("report", "catalog.publish:write_thumbnail", "after"),

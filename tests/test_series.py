@@ -12,17 +12,22 @@ import pytest
 import rasterio
 import test_wms
 from rasterio.windows import Window
+from rio_cogeo.cogeo import cog_validate
 from scipy import ndimage
 from test_end_to_end import _lonlat_of_pixel
 from test_monitors import EVERY_ALGORITHM, HISTORY_END, _cube, _forest
 from test_wms import Area, Site, featureinfo_params
 
+from catalog.atomic import is_temp
 from catalog.encoding import CONFIRMED_CODES, DATE_EPOCH
+from catalog.errors import PublishError
 from catalog.series import (
+    DATES_TAG,
     MODEL_ROLE,
     NODATA,
     SCALE,
     SERIES_ROLE,
+    ChunkWriter,
     _quantise,
     chunk_dates,
     read_model,
@@ -312,6 +317,55 @@ def test_a_chunk_written_twice_gives_one_set_of_dates(tmp_path: Path) -> None:
     assert abs(observed[0][1] - values[0, 5, 5]) <= QUANTUM
     # Other settings (another index, another mask) never reuse a chunk.
     assert write_chunk(tmp_path, "t", keys, values, **{**common, "data_key": "other"}) != first
+
+
+@pytest.mark.parametrize(
+    ("bands", "rows", "cols", "heights"),
+    [(139, 100, 70, [45, 1, 30, 24]), (3, 300, 40, [100, 200]), (139, 64, 33, [64])],
+    ids=["history-32px-blocks", "update-256px-blocks", "one-block"],
+)
+def test_a_chunk_in_row_blocks_of_any_height_is_a_cog_of_the_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bands: int, rows: int, cols: int, heights: list[int]
+) -> None:
+    """Row blocks not aligned to the block side still give each tile once, in order after the IFD: a valid COG."""
+    rng = np.random.default_rng(2)
+    values = rng.normal(0.6, 0.2, (bands, rows, cols)).astype(np.float32)
+    values[rng.random(values.shape) < 0.3] = np.nan
+    keys = [(dt.datetime(2020, 1, 1, 10) + dt.timedelta(days=5 * i)).isoformat() for i in range(bands)]
+    windows: list[Window] = []
+    write = rasterio.io.DatasetWriter.write
+
+    def spy(self, arr, *args, window=None, **kwargs):
+        windows.append(window)
+        return write(self, arr, *args, window=window, **kwargs)
+
+    monkeypatch.setattr(rasterio.io.DatasetWriter, "write", spy)
+    common = {"crs": CRS_UTM, "transform": TRANSFORM, "data_key": "k", "index": "ndvi"}
+    writer = ChunkWriter(tmp_path, "t", keys, width=cols, height=rows, **common)
+    with pytest.raises(PublishError, match="expected next"):
+        writer.write(1, values[:, 1:2])  # rows in order only: the tiles' order in the file follows the writes
+    top = 0
+    for height in heights:
+        writer.write(top, values[:, top : top + height])
+        top += height
+        assert not writer.target.exists() and all(is_temp(p) for p in writer.target.parent.iterdir())
+    assert writer.close() == writer.target.name
+    assert [p.name for p in writer.target.parent.iterdir()] == [writer.target.name], "no staging file left"
+    valid, errors, _ = cog_validate(str(writer.target), quiet=True)
+    assert valid, errors
+    with rasterio.open(writer.target) as src:
+        side = src.block_shapes[0][0]
+        assert side == (32 if bands == 139 else 256) and src.profile["interleave"] == "pixel"
+        assert src.profile["compress"] == "zstd" and src.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "2"
+        assert src.dtypes[0] == "int16" and src.nodata == NODATA and src.scales == (SCALE,) * bands
+        assert list(src.descriptions) == keys and json.loads(src.tags()[DATES_TAG]) == keys
+        np.testing.assert_array_equal(src.read(), _quantise(values))
+        blocks = [(x, y) for y in range(-(-rows // side)) for x in range(-(-cols // side))]
+        offsets = [int(src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=1)) for x, y in blocks]
+        sizes = [int(src.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=1)) for x, y in blocks]
+    ends = [offset + size for offset, size in zip(offsets, sizes, strict=True)]
+    assert ends[:-1] == offsets[1:], "each tile written once, back to back in row-major order"
+    assert all(w.row_off % side == 0 and (w.height % side == 0 or w.row_off + w.height == rows) for w in windows)
 
 
 def test_crash_between_chunk_and_state_save(demo_archive, tmp_path: Path, monkeypatch) -> None:
