@@ -153,7 +153,11 @@ def _solve(matrix: np.ndarray, rhs: np.ndarray) -> bool:  # pragma: no cover - n
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def _nan_ols(
-    design: np.ndarray, products: np.ndarray, values: np.ndarray, columns: np.ndarray, beta: np.ndarray,
+    design: np.ndarray,
+    products: np.ndarray,
+    values: np.ndarray,
+    columns: np.ndarray,
+    beta: np.ndarray,
     residuals: np.ndarray,
 ) -> int:  # pragma: no cover - numba
     steps, terms = design.shape
@@ -198,7 +202,7 @@ def _nan_ols(
 
 
 def nan_ols(design: np.ndarray, values: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """nrt's OLS fit (nanlstsq's normal equations per pixel, NaN skipped) of `values`' `columns`, in parallel.
+    """The OLS fit of nrt's nanlstsq (normal equations per pixel, NaN skipped) of `values`' `columns`, in parallel.
 
     `values`: (time, pixels) as loaded (float32 is read as float64, like nrt's copy). Returns beta (terms, n)
     float64 and the residuals (time, n) float32, NaN where the value is. Equal to nrt's to rounding: the sums run
