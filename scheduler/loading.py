@@ -415,7 +415,9 @@ def _read(items: list[pystac.Item], tile: Tile, cfg: Config, extra_roles: tuple[
             return None  # odc-stac's time of an item without datetime, and remote files: left to it
         skeleton = _odc_load("", lazy=True)
         acquisitions = group_acquisitions(items, tile)
-        return load_on_grid(skeleton, acquisitions, tile, threads=cfg.compute.tile_threads(), gdal=options)
+        # A retry opens every asset afresh, not through datasets other tiles keep open.
+        threads = cfg.compute.tile_threads()
+        return load_on_grid(skeleton, acquisitions, tile, threads=threads, gdal=options, share=attempts == 1)
 
     span = _span(items)
     try:

@@ -22,7 +22,7 @@ from catalog.locking import file_lock
 from catalog.mosaic import AreaGrid
 from catalog.publish import Publisher, TileReport, item_data_time
 from catalog.store import CatalogLayout, Publication, read_index
-from scheduler import parallel
+from scheduler import aligned, parallel
 from scheduler.blocks import absorb_all, block_rows, join_blocks, load_rows, row_blocks, tile_rows
 from scheduler.clock import utc
 from scheduler.config import SCREENING_BANDS, Config
@@ -440,7 +440,7 @@ class Pipeline:
                 if done:
                     done(outcomes[-1])
             return outcomes
-        with ThreadPoolExecutor(side_by_side, thread_name_prefix="nrt-tile") as pool:
+        with aligned.shared_datasets(), ThreadPoolExecutor(side_by_side, thread_name_prefix="nrt-tile") as pool:
             futures = {pool.submit(work, pipeline, tile): tile for tile in tiles}
             for future in as_completed(futures):
                 if done:

@@ -144,3 +144,51 @@ def test_assets_off_the_grid_are_left_to_odc_stac(
         windowed, odc, answered = both_ways([moved], cfg, 0, monkeypatch)
         assert answered == [False], case
         assert_same(windowed, odc)
+
+
+def test_tiles_side_by_side_share_their_open_assets(
+    cfg: Config, demo_archive: DemoArchive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both tiles' loads inside shared_datasets: each asset opened once, the same pixels as without sharing."""
+    items = window_items(demo_archive)[:6]
+    tiles = Pipeline(cfg).tiles[:2]
+    alone = [loading._read(items, tile, cfg, ()) for tile in tiles]
+    opened: list[str] = []
+    real_open = rasterio.open
+
+    def counting_open(path: str, *args: object, **kwargs: object) -> rasterio.io.DatasetReader:
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(aligned.rasterio, "open", counting_open)
+    with aligned.shared_datasets():
+        shared = [loading._read(items, tile, cfg, ()) for tile in tiles]
+        assert aligned._shared is not None and aligned._shared._open  # kept open for the next tile
+    assert aligned._shared is None  # closed with the block
+    assets = [item.assets[name].get_absolute_href() for item in items for name in ("red", "nir08", "scl")]
+    assert sorted(path for path in opened if path in assets) == sorted(assets)  # once each, for both tiles
+    for ours, theirs in zip(shared, alone, strict=True):
+        xr.testing.assert_identical(ours, theirs)
+
+
+def test_a_shared_dataset_is_reopened_when_its_file_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "asset.tif"
+    profile = {"driver": "GTiff", "width": 4, "height": 4, "count": 1, "dtype": "uint16", "crs": "EPSG:32633"}
+    profile["transform"] = Affine(20, 0, 500000, 0, -20, 5400000)
+    for value in (1, 2):
+        staged = tmp_path / f"staged-{value}.tif"
+        with rasterio.open(staged, "w", **profile) as dst:
+            dst.write(np.full((1, 4, 4), value, dtype=np.uint16))
+        staged.replace(path)  # a new file at the same path, as an archive rewriting an asset would
+        if value == 1:
+            shared = aligned.SharedDatasets(capacity=1)
+            with shared.reading(str(path)) as src:
+                assert src.read(1)[0, 0] == 1
+    with shared.reading(str(path)) as src:
+        assert src.read(1)[0, 0] == 2  # not the old handle's pixels
+    assert len(shared._open) == 1  # capacity 1: the replaced file's dataset was closed
+    first = next(iter(shared._open.values())).dataset
+    with shared.reading(str(path)) as src:
+        assert src is first  # the same file again: the same dataset
+    shared.close()
+    assert first.closed and not shared._open
