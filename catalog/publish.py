@@ -7,7 +7,8 @@ import datetime as dt
 import json
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,8 +100,18 @@ class Publisher:
         with self.lock():
             return self.publish_locked(reports, now=now)
 
-    def publish_locked(self, reports: Sequence[TileReport], *, now: dt.datetime | None = None) -> Publication | None:
-        """Publish reports as new items and a new mosaic version; the caller holds `lock()`."""
+    def publish_locked(
+        self,
+        reports: Sequence[TileReport | Callable[[], TileReport | None]],
+        *,
+        now: dt.datetime | None = None,
+        threads: int = 1,
+    ) -> Publication | None:
+        """Publish reports as new items and a new mosaic version; the caller holds `lock()`.
+
+        A report may come as a function that makes it (None: nothing to publish for that tile), so that reports
+        are made and written `threads` at a time, never all held in memory at once.
+        """
         if not reports:
             return None
         now = now or dt.datetime.now(dt.UTC)
@@ -109,11 +120,24 @@ class Publisher:
         for folder in (self.layout.root, self.layout.collection_dir):
             atomic.remove_temps(folder)
         published = {item_id for p in index.publications for item_id in p.items.values()}
-        items = [self._write_item(report, now, published) for report in reports]
+
+        def write(report: TileReport | Callable[[], TileReport | None]) -> tuple[str, dict] | None:
+            made = report() if callable(report) else report
+            return None if made is None else (made.tile_id, self._write_item(made, now, published))
+
+        if threads > 1 and len(reports) > 1:
+            # Each item is its own folder of files: tiles' items are written side by side.
+            with ThreadPoolExecutor(min(threads, len(reports)), thread_name_prefix="nrt-publish") as pool:
+                written = [w for w in pool.map(write, reports) if w is not None]
+        else:
+            written = [w for w in map(write, reports) if w is not None]
+        if not written:
+            return None
+        items = [item for _, item in written]
         previous = index.latest
         tile_items = dict(previous.items) if previous else {}
-        for report, item in zip(reports, items, strict=True):
-            tile_items[report.tile_id] = item["id"]
+        for tile_id, item in written:
+            tile_items[tile_id] = item["id"]
         data_time = max(dt.datetime.fromisoformat(i["properties"]["datetime"]) for i in items)
         if previous:
             data_time = max(data_time, previous.datetime)

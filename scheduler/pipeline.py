@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 import logging
 import warnings
 from collections.abc import Callable
@@ -334,14 +335,16 @@ class Pipeline:
             },
         )
 
-    def unpublished(self, tiles: list[Tile]) -> list[TileState]:
-        """States newer than their tile's latest published report (also catches a crash before publishing)."""
+    def unpublished(self, tiles: list[Tile]) -> list[Tile]:
+        """Tiles whose state is newer than their latest published report (also catches a crash before publishing).
+
+        Decided from the states' metadata alone: their arrays are read only when their report is made.
+        """
         index = read_index(CatalogLayout(self.cfg.output.stac_dir))
         latest = index.latest
         published = {tile: item_data_time(tile, item) for tile, item in latest.items.items()} if latest else {}
         stale = []
         for tile in tiles:
-            # Decide from the metadata; only states that will be published have their arrays read.
             try:
                 meta = read_state_meta(self.tile_state_path(tile))
             except StateError:
@@ -351,18 +354,28 @@ class Pipeline:
             key = meta_last_key(meta)
             when = dt.datetime.fromisoformat(key).replace(tzinfo=dt.UTC) if key else None
             if when is not None and (tile.id not in published or published[tile.id] < when):
-                try:
-                    stale.append(load_state(self.tile_state_path(tile)))
-                except StateError as exc:  # readable metadata, damaged arrays: the other tiles still publish
-                    log.error("tile %s: not published: %s", tile.id, exc)
+                stale.append(tile)
         return stale
 
     def publish(self, tiles: list[Tile]) -> Publication | None:
         """Publish a report for every tile whose state is newer than its published one."""
         # Decide under the lock, so two runs finishing together do not publish the same states twice.
         with self.publisher.lock():
-            states = self.unpublished(tiles)
-            return self.publisher.publish_locked([self.report(s) for s in states]) if states else None
+            stale = self.unpublished(tiles)
+            if not stale:
+                return None
+            # One state in memory per publishing thread: the reports are made as their items are written.
+            makers = [functools.partial(self._stored_report, tile) for tile in stale]
+            threads = self.cfg.compute.tile_plan(len(stale))[0]
+            return self.publisher.publish_locked(makers, threads=threads)
+
+    def _stored_report(self, tile: Tile) -> TileReport | None:
+        """The report of the tile's saved state; None (logged) if its arrays are damaged: the others still publish."""
+        try:
+            return self.report(load_state(self.tile_state_path(tile)))
+        except StateError as exc:  # readable metadata, damaged arrays
+            log.error("tile %s: not published: %s", tile.id, exc)
+            return None
 
     def _on_dask(self) -> bool:
         """Whether this run goes to the dask cluster (compute.executor; never with a source given in code)."""

@@ -227,3 +227,25 @@ def test_restore_cli_in_a_real_process(pristine: Config, tmp_path, demo_archive:
     assert done.stderr.splitlines() == [
         "nrt-alerts: error: tile r000c001: no kept generation verifies: run `nrt-alerts fit --tile r000c001`"
     ]
+
+
+def test_a_state_damaged_before_publishing_holds_back_only_its_tile(
+    pristine: Config, tmp_path: Path, demo_archive: DemoArchive, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reports are made while items are written, side by side: a damaged state is logged, the others publish."""
+    cfg = _clone(pristine, tmp_path / "clone", demo_archive)
+    pipeline = Pipeline(cfg)
+    until = dt.datetime.fromisoformat(UNTIL).replace(tzinfo=dt.UTC)
+    for tile in pipeline.tiles:
+        assert pipeline.update_tile(tile, until).absorbed  # saved, not yet published
+    before = read_index(CatalogLayout(cfg.output.stac_dir)).latest
+    damaged, intact = pipeline.tiles
+    with netCDF4.Dataset(pipeline.tile_state_path(damaged), "a") as nc:
+        nc["q25"][3, 4] = nc["q25"][3, 4] + 1  # the arrays change, the metadata still reads
+    assert set(pipeline.unpublished(pipeline.tiles)) == {damaged, intact}
+    publication = pipeline.publish(pipeline.tiles)
+    assert publication is not None
+    assert publication.items[damaged.id] == before.items[damaged.id]  # still the report of its last good state
+    assert publication.items[intact.id] != before.items[intact.id]
+    assert any(f"tile {damaged.id}: not published" in r.getMessage() for r in caplog.records)
+    assert pipeline.unpublished(pipeline.tiles) == [damaged]
