@@ -14,6 +14,7 @@ from catalog.locking import LockTimeout, file_lock
 from catalog.runs import RunLog, RunRecord
 from scheduler.clock import Clock
 from scheduler.config import ScheduleConfig
+from scheduler.loading import warm_up
 from scheduler.pipeline import Pipeline, RunResult
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,13 @@ class UpdateJob:
         self._triggered.start()
         return started.isoformat(timespec="seconds")
 
+    def _warm_up(self) -> None:
+        """loading.warm_up; a failure only costs the first update its compile time."""
+        try:
+            warm_up(self.pipeline.cfg)
+        except Exception:
+            log.debug("kernel warm-up failed", exc_info=True)
+
     @contextlib.contextmanager
     def running(self) -> Iterator[BackgroundScheduler]:
         """Run the job every interval (first run at once) for the duration of the block."""
@@ -130,6 +138,8 @@ class UpdateJob:
             next_run_time=dt.datetime.now(dt.UTC),
         )
         scheduler.start()
+        # Beside the first run: the kernels an update needs are ready before the next acquisition arrives.
+        threading.Thread(target=self._warm_up, name="nrt-warm-up", daemon=True).start()
         log.info("scheduler started: update every %.0f s", self.schedule.interval_seconds)
         try:
             yield scheduler

@@ -15,7 +15,7 @@ import xarray as xr
 from shapely.geometry import box, mapping
 
 from scheduler.config import INDEX_BANDS, SCREENING_BANDS, Config
-from scheduler.loading import compute_index, masked_index
+from scheduler.loading import _index_chunk, compute_index, masked_index, warm_up
 from scheduler.sources import StaticCatalogSource
 
 ASSETS = {"red": "red", "nir": "nir08", "green": "green", "swir16": "swir16", "swir22": "swir22", "blue": "blue"}
@@ -104,6 +104,13 @@ def test_fused_index_is_xarrays_bit_for_bit(index: str, threads: int) -> None:
     values = got.values
     assert 0.3 < np.isnan(values).mean() < 0.9
     assert np.isfinite(values[~np.isnan(values)]).all()
+
+
+@pytest.mark.parametrize("index", ["ndvi", "nbr", "ndmi", "evi"])
+def test_warm_up_readies_the_kernel_for_uint16_bands_and_a_uint8_mask(index: str) -> None:
+    warm_up(_config(index, 1))
+    # The signature a Sentinel-2 L2A load calls (odc-stac gives uint16 reflectances and a uint8 SCL).
+    assert any(str(sig[4].dtype) == "uint16" and str(sig[7].dtype) == "uint8" for sig in _index_chunk.signatures)
 
 
 @pytest.mark.parametrize(
