@@ -21,9 +21,9 @@ def fit_iqr(monitor: IQR, history: xr.DataArray, kwargs: dict[str, Any]) -> None
     monitor.set_xy(history)
     design = monitor.build_design_matrix(history, trend=monitor.trend, harmonic_order=monitor.harmonic_order)
     if kwargs.get("method", "OLS") == "OLS" and not kwargs.get("screen_outliers"):
-        monitor.beta, fitted, residuals = _ols(monitor, design, history)
-        quartiles = np.zeros((2, monitor.mask.size))
-        quartiles[:, fitted] = nan_percentile_axis0(residuals, np.array([75, 25]))
+        monitor.beta, fitted, spread = _ols(monitor, design, history)
+        quartiles = np.zeros((2, monitor.mask.size))  # nrt's residuals are 0 where it did not fit: so are these
+        quartiles[:, fitted] = spread
         q75, q25 = quartiles.reshape((2, *monitor.mask.shape))
     else:
         monitor.beta, residuals = monitor._fit(design, dataarray=history, **kwargs)
@@ -34,7 +34,7 @@ def fit_iqr(monitor: IQR, history: xr.DataArray, kwargs: dict[str, Any]) -> None
 
 
 def _ols(monitor: IQR, design: np.ndarray, history: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """BaseNrt._fit(method='OLS'): (beta as nrt stores it, the fitted pixels' flat indices, their residuals)."""
+    """BaseNrt._fit(method='OLS'): (beta as nrt stores it, the fitted pixels' indices, their residuals' q75, q25)."""
     times = history.time.values
     if not np.all(times[1:] >= times[:-1]):
         raise ValueError("Time dimension of dataarray has to be sorted chronologically.")
@@ -54,10 +54,10 @@ def _ols(monitor: IQR, design: np.ndarray, history: xr.DataArray) -> tuple[np.nd
         fitted = fitted[~short]
     if not fitted.size:
         raise ValueError(f"There are no time-series with sufficient ({int(design.shape[1] * 1.5)}) data points.")
-    beta_flat, residuals = nan_ols(design, flat, fitted)
+    beta_flat, spread = nan_ols(design, flat, fitted, np.array([75, 25]))
     beta = np.zeros((design.shape[1], *values.shape[1:]), dtype=np.float32)
     beta.reshape((design.shape[1], -1))[:, fitted] = beta_flat
-    return beta, fitted, residuals
+    return beta, fitted, spread
 
 
 @numba.njit(parallel=True, cache=True)

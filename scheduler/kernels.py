@@ -59,6 +59,46 @@ def sorting_network(length: int) -> tuple[np.ndarray, int]:
     return np.array(kept, dtype=np.int64).reshape(-1, 2), size
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _block_percentiles(
+    block: np.ndarray, width: int, percentiles: np.ndarray, pairs: np.ndarray, size: int, out: np.ndarray, first: int
+) -> None:  # pragma: no cover - numba
+    """out[:, first + lane] = np.nanpercentile(block[:, lane], percentiles) for the block's `width` pixels."""
+    steps = block.shape[0]
+    lanes = np.full((size, LANES), np.inf, dtype=block.dtype)  # NaN sorts last, as +inf
+    valid = np.zeros(LANES, dtype=np.int64)
+    unusual = np.zeros(LANES, dtype=np.bool_)
+    for t in range(steps):
+        row = lanes[t]
+        for lane in range(width):
+            value = block[t, lane]
+            missing = np.isnan(value)
+            valid[lane] += not missing
+            # Infinities and signed zeros order differently in min/max than in numba's selection.
+            unusual[lane] |= np.isinf(value) | (value == 0)
+            row[lane] = np.inf if missing else value
+    for step in range(pairs.shape[0]):
+        low, high = lanes[pairs[step, 0]], lanes[pairs[step, 1]]
+        for lane in range(LANES):
+            a, b = low[lane], high[lane]
+            low[lane] = min(a, b)
+            high[lane] = max(a, b)
+    for lane in range(width):
+        n = valid[lane]
+        if n < 2 or unusual[lane]:
+            # The very call nrt's nan_percentile_axis0 makes per pixel.
+            out[:, first + lane] = np.nanpercentile(block[:, lane], percentiles)
+            continue
+        for k in range(percentiles.shape[0]):
+            # numba's nanpercentile interpolation (linear), on the same two order statistics.
+            rank = 1 + (n - 1) * np.true_divide(percentiles[k], 100.0)
+            below = math.floor(rank)
+            weight = rank - below
+            lower = np.float64(lanes[int(below) - 1, lane])
+            upper = np.float64(lanes[min(int(below), n - 1), lane])
+            out[k, first + lane] = lower * (1 - weight) + upper * weight
+
+
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def _nan_percentiles_2d(
     values: np.ndarray, columns: np.ndarray, percentiles: np.ndarray, pairs: np.ndarray, size: int
@@ -68,38 +108,11 @@ def _nan_percentiles_2d(
     for block in numba.prange((count + LANES - 1) // LANES):
         first = block * LANES
         width = min(count, first + LANES) - first
-        lanes = np.full((size, LANES), np.inf, dtype=values.dtype)  # NaN sorts last, as +inf
-        valid = np.zeros(LANES, dtype=np.int64)
-        unusual = np.zeros(LANES, dtype=np.bool_)
+        gathered = np.empty((steps, LANES), dtype=values.dtype)
         for t in range(steps):
-            row = lanes[t]
             for lane in range(width):
-                value = values[t, columns[first + lane]]
-                missing = np.isnan(value)
-                valid[lane] += not missing
-                # Infinities and signed zeros order differently in min/max than in numba's selection.
-                unusual[lane] |= np.isinf(value) | (value == 0)
-                row[lane] = np.inf if missing else value
-        for step in range(pairs.shape[0]):
-            low, high = lanes[pairs[step, 0]], lanes[pairs[step, 1]]
-            for lane in range(LANES):
-                a, b = low[lane], high[lane]
-                low[lane] = min(a, b)
-                high[lane] = max(a, b)
-        for lane in range(width):
-            n = valid[lane]
-            if n < 2 or unusual[lane]:
-                # The very call nrt's nan_percentile_axis0 makes per pixel.
-                out[:, first + lane] = np.nanpercentile(values[:, columns[first + lane]], percentiles)
-                continue
-            for k in range(percentiles.shape[0]):
-                # numba's nanpercentile interpolation (linear), on the same two order statistics.
-                rank = 1 + (n - 1) * np.true_divide(percentiles[k], 100.0)
-                below = math.floor(rank)
-                weight = rank - below
-                lower = np.float64(lanes[int(below) - 1, lane])
-                upper = np.float64(lanes[min(int(below), n - 1), lane])
-                out[k, first + lane] = lower * (1 - weight) + upper * weight
+                gathered[t, lane] = values[t, columns[first + lane]]
+        _block_percentiles(gathered, width, percentiles, pairs, size, out, first)
     return out
 
 
@@ -158,7 +171,10 @@ def _nan_ols(
     values: np.ndarray,
     columns: np.ndarray,
     beta: np.ndarray,
-    residuals: np.ndarray,
+    percentiles: np.ndarray,
+    pairs: np.ndarray,
+    size: int,
+    spread: np.ndarray,
 ) -> int:  # pragma: no cover - numba
     steps, terms = design.shape
     count = columns.shape[0]
@@ -195,24 +211,34 @@ def _nan_ols(
             solved[:, lane] = rhs
             beta[:, first + lane] = rhs
         fitted = np.dot(design, solved)
+        residuals = np.empty((steps, LANES), dtype=np.float32)  # as nrt stores them, before its percentiles
         for t in range(steps):
-            for lane in range(width):
-                residuals[t, first + lane] = fitted[t, lane] - loaded[t, lane]
+            for lane in range(LANES):
+                residuals[t, lane] = fitted[t, lane] - loaded[t, lane]
+        _block_percentiles(residuals, width, percentiles, pairs, size, spread, first)
     return singular.max() if blocks else -1
 
 
-def nan_ols(design: np.ndarray, values: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The OLS fit of nrt's nanlstsq (normal equations per pixel, NaN skipped) of `values`' `columns`, in parallel.
+def nan_ols(
+    design: np.ndarray, values: np.ndarray, columns: np.ndarray, percentiles: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The OLS fit of `values`' `columns` (as nrt's nanlstsq) and their residuals' percentiles, block by block.
+
+    The normal equations per pixel, NaN skipped, as nrt's nanlstsq; of the residuals only their percentiles are
+    kept (what IQR keeps of them), so that a tile's residuals never all live at once.
 
     `values`: (time, pixels) as loaded (float32 is read as float64, like nrt's copy). Returns beta (terms, n)
-    float64 and the residuals (time, n) float32, NaN where the value is. Equal to nrt's to rounding: the sums run
-    in another order than its BLAS calls. An exactly singular system raises numpy's LinAlgError, as nrt's solve.
+    float64 and the percentiles (len(percentiles), n) of the float32 residuals, as nan_percentile_axis0 gives them.
+    Equal to nrt's to rounding: the sums run in another order than its BLAS calls. An exactly singular system
+    raises numpy's LinAlgError, as nrt's solve does.
     """
     design = np.ascontiguousarray(design, dtype=np.float64)
     products = np.ascontiguousarray((design[:, :, None] * design[:, None, :]).reshape(design.shape[0], -1).T)
     beta = np.empty((design.shape[1], columns.shape[0]))
-    residuals = np.empty((design.shape[0], columns.shape[0]), dtype=np.float32)
-    singular = _nan_ols(design, products, values, columns, beta, residuals)
+    percentiles = np.asarray(percentiles, dtype=np.float64)
+    spread = np.empty((percentiles.shape[0], columns.shape[0]))
+    pairs, size = sorting_network(max(1, design.shape[0]))
+    singular = _nan_ols(design, products, values, columns, beta, percentiles, pairs, size, spread)
     if singular >= 0:
         raise np.linalg.LinAlgError(f"Matrix is singular to machine precision (pixel {columns[singular]})")
-    return beta, residuals
+    return beta, spread

@@ -60,43 +60,61 @@ _NAN = np.float32(np.nan)
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _reflectance(raw, nodata, has_nodata, scale, offset):  # noqa: ANN001, ANN202 (numba-typed)
-    """astype(float32), NaN at nodata, * scale + offset in float32, NaN unless finite: as compute_index's input."""
-    if has_nodata and raw == nodata:
-        return _NAN
+    """astype(float32) * scale + offset in float32, and whether it is usable: not nodata and finite."""
     value = np.float32(raw) * scale + offset
-    return value if np.isfinite(value) else _NAN
+    return value, np.isfinite(value) & ~(has_nodata & (raw == nodata))
 
 
+# The kernels below have no branch per pixel, so that LLVM vectorises them (clouds and nodata make branches
+# unpredictable): each pixel's value is computed, NaN where not usable, then multiplied by its mask class's factor
+# (1 where clear, NaN where not): a second pass, as the table lookup would stop the first from vectorising.
 @numba.njit(nogil=True, cache=True, error_model="numpy")
 def _index_chunk(
     start, stop, out, code, nir, other, blue, mask, clear, has_nodata, nd_nir, nd_other, nd_blue, scale, offset
 ):  # noqa: ANN001, ANN202, E501
     """out[start:stop]: compute_index's float32 arithmetic on the reflectances, NaN where not clear or not finite.
 
-    A pixel is clear where clear[mask[i]] (a lookup table indexed by the mask band's class); an empty clear: all are.
+    A pixel is clear where clear[mask[i]] is 1 (a table of 1 or NaN indexed by the mask band's class); an empty
+    clear: all are.
     """
-    masked = clear.size > 0
-    for i in range(start, stop):
-        if masked and not clear[mask[i]]:
-            out[i] = _NAN
-            continue
-        n = _reflectance(nir[i], nd_nir, has_nodata, scale, offset)
-        o = _reflectance(other[i], nd_other, has_nodata, scale, offset)
-        if code == 3:  # EVI, operand by operand in numpy's order: 2.5 * (n - o) / (((n + 6 o) - 7.5 b) + 1)
-            b = _reflectance(blue[i], nd_blue, has_nodata, scale, offset)
+    if code == 3:  # EVI, operand by operand in numpy's order: 2.5 * (n - o) / (((n + 6 o) - 7.5 b) + 1)
+        for i in range(start, stop):
+            n, n_ok = _reflectance(nir[i], nd_nir, has_nodata, scale, offset)
+            o, o_ok = _reflectance(other[i], nd_other, has_nodata, scale, offset)
+            b, b_ok = _reflectance(blue[i], nd_blue, has_nodata, scale, offset)
             denominator = n + np.float32(6.0) * o - np.float32(7.5) * b + np.float32(1.0)
             value = np.float32(2.5) * (n - o) / denominator
-        else:
-            value = (n - o) / (n + o)
-        out[i] = value if np.isfinite(value) else _NAN
+            out[i] = value if n_ok & o_ok & b_ok & np.isfinite(value) else _NAN
+    else:
+        _ratio_chunk(start, stop, out, nir, other, has_nodata, nd_nir, nd_other, scale, offset)
+    _mask_chunk(start, stop, out, mask, clear)
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _ratio_chunk(start, stop, out, nir, other, has_nodata, nd_nir, nd_other, scale, offset):  # noqa: ANN001, ANN202
+    """out[start:stop]: the normalised difference (n - o) / (n + o) of two reflectances, NaN where not usable."""
+    for i in range(start, stop):
+        n, n_ok = _reflectance(nir[i], nd_nir, has_nodata, scale, offset)
+        o, o_ok = _reflectance(other[i], nd_other, has_nodata, scale, offset)
+        value = (n - o) / (n + o)
+        out[i] = value if n_ok & o_ok & np.isfinite(value) else _NAN
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _mask_chunk(start, stop, out, mask, clear):  # noqa: ANN001, ANN202
+    """out[i] *= clear[mask[i]]: x 1 keeps the value bit for bit, x NaN gives the NaN of the table."""
+    if clear.size > 0:
+        for i in range(start, stop):
+            out[i] *= clear[mask[i]]
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
 def _band_chunk(start, stop, out, raw, mask, clear, has_nodata, nodata, scale, offset):  # noqa: ANN001, ANN202
     """out[start:stop]: one band's reflectance, NaN where not clear, nodata or not finite."""
-    masked = clear.size > 0
     for i in range(start, stop):
-        out[i] = _NAN if masked and not clear[mask[i]] else _reflectance(raw[i], nodata, has_nodata, scale, offset)
+        value, ok = _reflectance(raw[i], nodata, has_nodata, scale, offset)
+        out[i] = value if ok else _NAN
+    _mask_chunk(start, stop, out, mask, clear)
 
 
 @dataclass(frozen=True)
@@ -468,17 +486,17 @@ def _fill(ds: xr.Dataset, cfg: Config, index: np.ndarray, extra: dict[str, np.nd
 
 
 # No mask band: an empty lookup table tells the kernels every pixel is clear.
-_ALL_CLEAR = (np.zeros(1, dtype=np.uint8), np.zeros(0, dtype=bool))
+_ALL_CLEAR = (np.zeros(1, dtype=np.uint8), np.zeros(0, dtype=np.float32))
 
 
 def _clear_lookup(mask: np.ndarray, valid: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """The mask band and a table of its clear classes: np.isin(mask, valid) is clear[mask], in the kernels' pass."""
+    """The mask band and a table of factors by class (1 clear, NaN not): np.isin(mask, valid) in the kernels."""
     if mask.dtype.kind == "u" and mask.dtype.itemsize <= 2:  # scene classes: uint8 (a table of 256), uint16
-        clear = np.zeros(1 << (8 * mask.dtype.itemsize), dtype=bool)
-        clear[[v for v in valid if 0 <= v < clear.size]] = True
+        clear = np.full(1 << (8 * mask.dtype.itemsize), _NAN, dtype=np.float32)
+        clear[[v for v in valid if 0 <= v < clear.size]] = 1
         return mask, clear
     # Other types (rare for a classification): numpy's isin, then a table of (not clear, clear).
-    return np.isin(mask, valid).view(np.uint8), np.array([False, True])
+    return np.isin(mask, valid).view(np.uint8), np.array([_NAN, 1], dtype=np.float32)
 
 
 def _flat(data: xr.DataArray) -> np.ndarray:

@@ -122,12 +122,13 @@ def test_nan_ols_is_nrts_ols_to_rounding() -> None:
     design = IQR(trend=True, harmonic_order=3).build_design_matrix(history, trend=True, harmonic_order=3)
     flat = history.values.reshape(len(history.time), -1)
     columns = np.flatnonzero(np.count_nonzero(~np.isnan(flat), axis=0) >= 12)[1:]  # not the first: any column
-    beta, residuals = nan_ols(design, flat, columns)
+    beta, spread = nan_ols(design, flat, columns, np.array([75, 25]))
     nrt_beta, nrt_residuals = ols(design.astype(np.float64), flat[:, columns].astype(np.float64))
     np.testing.assert_allclose(beta, nrt_beta, rtol=1e-9, atol=1e-12)
-    assert residuals.dtype == np.float32
-    np.testing.assert_allclose(residuals, nrt_residuals.astype(np.float32), rtol=1e-5, atol=1e-7)
-    assert (np.isnan(residuals) == np.isnan(flat[:, columns])).all()  # no residual where no observation
+    # nrt stores the residuals as float32, then takes their percentiles (IQR.fit).
+    nrt_spread = nrt_nan_percentile_axis0(nrt_residuals.astype(np.float32), np.array([75, 25]))
+    np.testing.assert_allclose(spread, nrt_spread, rtol=1e-5, atol=1e-7)
+    assert (spread[0] > spread[1]).all() and np.median(spread[0] - spread[1]) > 0.01  # real spreads, not zeros
     assert np.abs(beta[0]).min() > 0.1  # the intercept of an index around 0.7: real fits, not zeros
 
 
@@ -137,4 +138,4 @@ def test_nan_ols_refuses_a_singular_system_as_nrt_does() -> None:
     flat = history.values.reshape(len(history.time), -1).copy()
     flat[:, 7] = np.nan  # no observation: all-zero normal equations
     with pytest.raises(np.linalg.LinAlgError):
-        nan_ols(design, flat, np.array([3, 7]))
+        nan_ols(design, flat, np.array([3, 7]), np.array([75, 25]))
