@@ -192,3 +192,18 @@ def test_a_shared_dataset_is_reopened_when_its_file_is_replaced(tmp_path: Path) 
         assert src is first  # the same file again: the same dataset
     shared.close()
     assert first.closed and not shared._open
+
+
+def test_the_lazy_load_is_reused_only_for_items_that_describe_their_assets_alike(
+    cfg: Config, demo_archive: DemoArchive
+) -> None:
+    first, second = window_items(demo_archive)[:2]
+    tiles = Pipeline(cfg).tiles
+    assets = ["red", "nir08", "scl"]
+    key = loading._skeleton_key(first, assets, tiles[0])
+    assert loading._skeleton_key(second, assets, tiles[0]) == key  # another date, same metadata: the same layout
+    assert loading._skeleton_key(first, assets, tiles[1]) != key  # another grid
+    assert loading._skeleton_key(first, assets[:2], tiles[0]) != key  # other variables
+    other = first.clone()
+    other.assets["red"].extra_fields["raster:bands"] = [{"data_type": "float32", "nodata": -1}]
+    assert loading._skeleton_key(other, assets, tiles[0]) != key  # another data type or nodata
