@@ -495,7 +495,10 @@ def _skeleton_key(item: pystac.Item, assets: list[str], tile: Tile) -> tuple:
 
     Items whose assets say the same (data type, nodata, scale, projection) give the same variables.
     """
-    described = {name: {k: v for k, v in item.assets[name].to_dict().items() if k != "href"} for name in assets}
+    described = {
+        name: {k: v for k, v in item.assets[name].to_dict().items() if k != "href"} if name in item.assets else None
+        for name in assets
+    }
     projection = {k: v for k, v in item.properties.items() if k.startswith(("proj:", "raster:"))}
     metadata = json.dumps([described, projection, item.collection_id], sort_keys=True, default=str)
     grid = (str(tile.crs), tuple(tile.transform)[:6], tile.width, tile.height)

@@ -207,3 +207,5 @@ def test_the_lazy_load_is_reused_only_for_items_that_describe_their_assets_alike
     other = first.clone()
     other.assets["red"].extra_fields["raster:bands"] = [{"data_type": "float32", "nodata": -1}]
     assert loading._skeleton_key(other, assets, tiles[0]) != key  # another data type or nodata
+    del other.assets["red"]
+    assert loading._skeleton_key(other, assets, tiles[0]) != key  # an item without one of the assets
