@@ -416,8 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     fmt = _setup_logging(args)
     # The modules' objects live as long as the process: the collector need not walk them again and again
-    # (a fit's full collections took ~0.4 s of GIL time walking the imported libraries).
-    gc.freeze()
+    # (a fit's full collections took ~0.4 s of GIL time walking the imported libraries). Once per process:
+    # what a later call (tests) would freeze could include garbage, never collected then.
+    if not gc.get_freeze_count():
+        gc.freeze()
 
     def fail(exc: Exception, code: int) -> int:
         if fmt == "json":  # every stderr line stays parseable
