@@ -164,10 +164,7 @@ class SharedDatasets:
             else:
                 entry = self._open[key] = _Shared(dataset)
                 while len(self._open) > self.capacity:
-                    _, oldest = self._open.popitem(last=False)
-                    oldest.evicted = True
-                    if not oldest.users:
-                        oldest.dataset.close()
+                    _retire(self._open.popitem(last=False)[1])
             entry.users += 1
             return entry
 
@@ -175,10 +172,14 @@ class SharedDatasets:
         """Close every dataset (those in use once their reader is done)."""
         with self._lock:
             while self._open:
-                _, entry = self._open.popitem(last=False)
-                entry.evicted = True
-                if not entry.users:
-                    entry.dataset.close()
+                _retire(self._open.popitem(last=False)[1])
+
+
+def _retire(entry: _Shared) -> None:
+    """A dataset leaving the shared ones: closed now if unused, else by its last reader (the caller holds the lock)."""
+    entry.evicted = True
+    if not entry.users:
+        entry.dataset.close()
 
 
 # The run's shared datasets while tiles run side by side in this process (tile threads do not inherit contexts).

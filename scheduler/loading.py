@@ -433,10 +433,7 @@ def _read(items: list[pystac.Item], tile: Tile, cfg: Config, extra_roles: tuple[
         # Assets on the tile's grid are read window by window, laid out as odc-stac's lazy load of one item.
         if not items or any(item.datetime is None for item in items) or not all_local(items, assets):
             return None  # odc-stac's time of an item without datetime, and remote files: left to it
-        key = _skeleton_key(items[0], assets, tile)
-        skeleton = _SKELETONS.get(key)
-        if skeleton is None:
-            skeleton = _SKELETONS.put(key, _odc_load("", lazy=True))
+        skeleton = _SKELETONS.kept(_skeleton_key(items[0], assets, tile), lambda: _odc_load("", lazy=True))
         acquisitions = group_acquisitions(items, tile)
         # A retry opens every asset afresh, not through datasets other tiles keep open.
         threads = cfg.compute.tile_threads()
@@ -470,16 +467,14 @@ class _Skeletons:
         self._lock = threading.Lock()
         self._kept: OrderedDict[tuple, xr.Dataset] = OrderedDict()
 
-    def get(self, key: tuple) -> xr.Dataset | None:
-        """The kept skeleton of `key`, if any."""
+    def kept(self, key: tuple, make: Callable[[], xr.Dataset]) -> xr.Dataset:
+        """The skeleton kept for `key`, or `make()`'s, then kept (the oldest dropped beyond capacity)."""
         with self._lock:
             skeleton = self._kept.get(key)
             if skeleton is not None:
                 self._kept.move_to_end(key)
-            return skeleton
-
-    def put(self, key: tuple, skeleton: xr.Dataset) -> xr.Dataset:
-        """Keep `skeleton` (dropping the oldest beyond capacity) and return it."""
+                return skeleton
+        skeleton = make()  # outside the lock: other tiles' loads go on meanwhile
         with self._lock:
             self._kept[key] = skeleton
             while len(self._kept) > self.capacity:
@@ -523,6 +518,9 @@ def masked_index(
     return _as_array(index, template, time, cfg.index.name), arrays
 
 
+_PAGE = 4096
+
+
 def _output(shape: int | tuple[int, ...]) -> np.ndarray:
     """An empty float32 array for the kernels' output, starting half a page off the bands' arrays.
 
@@ -533,9 +531,6 @@ def _output(shape: int | tuple[int, ...]) -> np.ndarray:
     raw = np.empty(size * 4 + _PAGE, dtype=np.uint8)
     skip = (_PAGE // 2 - raw.ctypes.data % _PAGE) % _PAGE
     return raw[skip : skip + size * 4].view(np.float32).reshape(shape)
-
-
-_PAGE = 4096
 
 
 def _fill(ds: xr.Dataset, cfg: Config, index: np.ndarray, extra: dict[str, np.ndarray]) -> None:
