@@ -296,6 +296,10 @@ def gdal_options(src: SourceConfig, *, fresh: bool = False) -> dict[str, object]
         "GDAL_HTTP_MAX_RETRY": 0,
         # Without it GDAL lists the asset's "folder" first: slow at best, on some servers it hangs until timeout.
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        # The CRS from the GeoTIFF keys, not looked up in PROJ's EPSG database: half the cost of every open
+        # (0.63 -> 0.35 ms; a run opens each asset once per pair of tiles). The same CRS for files whose keys
+        # agree with their EPSG code; one whose keys contradict it gets a custom CRS and is read reprojected.
+        "GTIFF_SRS_SOURCE": "GEOKEYS",
     }
     if fresh:
         # /vsicurl/ remembers a 404 or a file size for the life of the process; a retry, and every read of a
