@@ -15,15 +15,19 @@ class LockTimeout(Exception):
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, *, timeout: float | None = None) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (created if needed); wait up to `timeout` s, forever when None."""
+def file_lock(path: Path, *, timeout: float | None = None, shared: bool = False) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if needed); wait up to `timeout` s, forever when None.
+
+    With `shared`, many holders at once (threads too: each holds its own descriptor), none with the exclusive lock.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline is not None else 0))
+                mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+                fcntl.flock(fd, mode | (fcntl.LOCK_NB if deadline is not None else 0))
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:

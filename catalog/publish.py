@@ -58,6 +58,15 @@ class TileReport:
         return next(iter(self.layers.values())).shape
 
 
+@dataclass(frozen=True)
+class StagedItem:
+    """A tile's item written ahead of its publication, while other tiles still run; a later publication names it."""
+
+    tile_id: str
+    datetime: dt.datetime  # the report's data time
+    item: dict  # the item JSON as written
+
+
 def _stamp(value: dt.datetime) -> str:
     """Compact UTC timestamp used in ids: 20240612 for midnight-free dates is not unique enough."""
     return value.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
@@ -89,10 +98,14 @@ class Publisher:
         self.license = license
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the publication lock: what is published cannot change while it is held."""
+    def lock(self, *, shared: bool = False) -> Iterator[None]:
+        """Hold the publication lock: what is published cannot change while it is held.
+
+        `shared` is enough to stage items (stage_locked): tiles' items are written side by side, and a publication
+        waits until they are complete.
+        """
         self.layout.root.mkdir(parents=True, exist_ok=True)
-        with file_lock(self.layout.lock_path):
+        with file_lock(self.layout.lock_path, shared=shared):
             yield
 
     def publish(self, reports: Sequence[TileReport], *, now: dt.datetime | None = None) -> Publication | None:
@@ -102,7 +115,7 @@ class Publisher:
 
     def publish_locked(
         self,
-        reports: Sequence[TileReport | Callable[[], TileReport | None]],
+        reports: Sequence[TileReport | StagedItem | Callable[[], TileReport | None]],
         *,
         now: dt.datetime | None = None,
         threads: int = 1,
@@ -110,7 +123,8 @@ class Publisher:
         """Publish reports as new items and a new mosaic version; the caller holds `lock()`.
 
         A report may come as a function that makes it (None: nothing to publish for that tile), so that reports
-        are made and written `threads` at a time, never all held in memory at once.
+        are made and written `threads` at a time, never all held in memory at once; or as an item `stage_locked`
+        wrote already.
         """
         if not reports:
             return None
@@ -121,7 +135,9 @@ class Publisher:
             atomic.remove_temps(folder)
         published = {item_id for p in index.publications for item_id in p.items.values()}
 
-        def write(report: TileReport | Callable[[], TileReport | None]) -> tuple[str, dict] | None:
+        def write(report: TileReport | StagedItem | Callable[[], TileReport | None]) -> tuple[str, dict] | None:
+            if isinstance(report, StagedItem):
+                return report.tile_id, report.item
             made = report() if callable(report) else report
             return None if made is None else (made.tile_id, self._write_item(made, now, published))
 
@@ -150,6 +166,24 @@ class Publisher:
         atomic.write_json(self.layout.index_path, index.with_publication(publication).to_dict())
         log.info("published version %s: %d tile report(s), data as of %s", version, len(items), _iso(data_time))
         return publication
+
+    def stage_locked(self, report: TileReport, *, now: dt.datetime | None = None) -> StagedItem:
+        """Write a report's item now (COGs, thumbnail, JSON) for a later publication; the caller holds a lock().
+
+        Until a publication names it, the item is invisible to readers; a run that dies first leaves it for the
+        next publication of that tile to rewrite.
+        """
+        published = {item_id for p in read_index(self.layout).publications for item_id in p.items.values()}
+        item = self._write_item(report, now or dt.datetime.now(dt.UTC), published)
+        return StagedItem(report.tile_id, report.datetime, item)
+
+    def staged_intact(self, staged: StagedItem) -> bool:
+        """Whether a staged item's JSON is still on disk as written (a publication names nothing missing)."""
+        path = self.layout.item_path(staged.item["id"])
+        try:
+            return json.loads(path.read_text()) == json.loads(json.dumps(staged.item))
+        except (OSError, ValueError):
+            return False
 
     def _new_version(self, existing: set[str], data_time: dt.datetime) -> str:
         """A version id from the data time, made unique if that time was already published."""

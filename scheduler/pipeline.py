@@ -19,9 +19,10 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import reproject
 from threadpoolctl import threadpool_limits
 
+from catalog.errors import PublishError
 from catalog.locking import file_lock
 from catalog.mosaic import AreaGrid
-from catalog.publish import Publisher, TileReport, item_data_time
+from catalog.publish import Publisher, StagedItem, TileReport, item_data_time
 from catalog.store import CatalogLayout, Publication, read_index
 from scheduler import aligned, parallel
 from scheduler.blocks import absorb_all, block_rows, join_blocks, load_rows, row_blocks, tile_rows
@@ -336,14 +337,18 @@ class Pipeline:
         )
 
     def unpublished(self, tiles: list[Tile]) -> list[Tile]:
-        """Tiles whose state is newer than their latest published report (also catches a crash before publishing).
+        """Tiles whose state is newer than their latest published report (also catches a crash before publishing)."""
+        return list(self._unpublished_times(tiles))
+
+    def _unpublished_times(self, tiles: list[Tile]) -> dict[Tile, dt.datetime]:
+        """The unpublished tiles, each with its state's data time.
 
         Decided from the states' metadata alone: their arrays are read only when their report is made.
         """
         index = read_index(CatalogLayout(self.cfg.output.stac_dir))
         latest = index.latest
         published = {tile: item_data_time(tile, item) for tile, item in latest.items.items()} if latest else {}
-        stale = []
+        stale = {}
         for tile in tiles:
             try:
                 meta = read_state_meta(self.tile_state_path(tile))
@@ -354,20 +359,49 @@ class Pipeline:
             key = meta_last_key(meta)
             when = dt.datetime.fromisoformat(key).replace(tzinfo=dt.UTC) if key else None
             if when is not None and (tile.id not in published or published[tile.id] < when):
-                stale.append(tile)
+                stale[tile] = when
         return stale
 
-    def publish(self, tiles: list[Tile]) -> Publication | None:
-        """Publish a report for every tile whose state is newer than its published one."""
+    def stage(self, tile: Tile) -> StagedItem | None:
+        """Write the tile's item now if its state is unpublished, so that the run's publication only names it.
+
+        Called in the tile's thread as soon as its work is done: finished tiles' items are written while the
+        others still compute, instead of all at the end. A failure here only leaves the item to publish().
+        """
+        try:
+            if not self._unpublished_times([tile]):
+                return None
+            report = self._stored_report(tile)
+            if report is None:
+                return None
+            with self.publisher.lock(shared=True):  # each tile its own item: staged side by side
+                return self.publisher.stage_locked(report)
+        except (NrtAlertsError, PublishError, OSError) as exc:
+            log.warning("tile %s: item not written ahead, the publication writes it: %s", tile.id, exc)
+            return None
+
+    def publish(self, tiles: list[Tile], staged: dict[str, StagedItem] | None = None) -> Publication | None:
+        """Publish a report for every tile whose state is newer than its published one.
+
+        A tile's `staged` item is published as written if it still shows the tile's current state; else its
+        report is made again from the state.
+        """
+        staged = staged or {}
         # Decide under the lock, so two runs finishing together do not publish the same states twice.
         with self.publisher.lock():
-            stale = self.unpublished(tiles)
+            stale = self._unpublished_times(tiles)
             if not stale:
                 return None
             # One state in memory per publishing thread: the reports are made as their items are written.
-            makers = [functools.partial(self._stored_report, tile) for tile in stale]
+            reports: list[StagedItem | Callable[[], TileReport | None]] = []
+            for tile, when in stale.items():
+                item = staged.get(tile.id)
+                if item is not None and item.datetime == when and self.publisher.staged_intact(item):
+                    reports.append(item)
+                else:
+                    reports.append(functools.partial(self._stored_report, tile))
             threads = self.cfg.compute.tile_plan(len(stale))[0]
-            return self.publisher.publish_locked(makers, threads=threads)
+            return self.publisher.publish_locked(reports, threads=threads)
 
     def _stored_report(self, tile: Tile) -> TileReport | None:
         """The report of the tile's saved state; None (logged) if its arrays are damaged: the others still publish."""
@@ -406,8 +440,8 @@ class Pipeline:
                 return TileOutcome(tile.id, error=str(exc))
             return TileOutcome(tile.id) if until is None else pipeline.guarded_update(tile, until)
 
-        outcomes = self._run_here(tiles, fit, lambda _: progress and progress(1))
-        return RunResult(outcomes, self.publish(tiles))
+        outcomes, staged = self._run_here(tiles, fit, lambda _: progress and progress(1))
+        return RunResult(outcomes, self.publish(tiles, staged))
 
     def run_update(
         self, until: dt.datetime, tiles: list[Tile] | None = None, progress: Progress | None = None
@@ -423,8 +457,8 @@ class Pipeline:
                 until,
                 progress=lambda outcome: progress and progress(len(outcome.absorbed)),
             )
-        outcomes = self._run_here(tiles, lambda pipeline, tile: pipeline.guarded_update(tile, until, progress))
-        return RunResult(outcomes, self.publish(tiles))
+        outcomes, staged = self._run_here(tiles, lambda pipeline, tile: pipeline.guarded_update(tile, until, progress))
+        return RunResult(outcomes, self.publish(tiles, staged))
 
     def guarded_update(self, tile: Tile, until: dt.datetime, progress: Progress | None = None) -> TileOutcome:
         """update_tile, with a failure reported as the tile's outcome (and logged) instead of raised."""
@@ -442,23 +476,35 @@ class Pipeline:
         tiles: list[Tile],
         work: Callable[[Pipeline, Tile], TileOutcome],
         done: Callable[[TileOutcome], None] | None = None,
-    ) -> list[TileOutcome]:
-        """work(pipeline, tile) for every tile in this process: compute.tile_plan's tiles side by side."""
+    ) -> tuple[list[TileOutcome], dict[str, StagedItem]]:
+        """Run work(pipeline, tile) for every tile in this process; return the outcomes and the items staged.
+
+        compute.tile_plan's tiles run side by side; each tile's item is written as soon as its work is done.
+        """
         side_by_side, threads = self.cfg.compute.tile_plan(len(tiles))
         pipeline = self._on_threads(threads)
+        staged: dict[str, StagedItem] = {}
+
+        def work_and_stage(tile: Tile) -> TileOutcome:
+            outcome = work(pipeline, tile)
+            item = pipeline.stage(tile)
+            if item is not None:
+                staged[tile.id] = item
+            return outcome
+
         if side_by_side == 1:
             outcomes = []
             for tile in tiles:
-                outcomes.append(work(pipeline, tile))
+                outcomes.append(work_and_stage(tile))
                 if done:
                     done(outcomes[-1])
-            return outcomes
+            return outcomes, staged
         with aligned.shared_datasets(), ThreadPoolExecutor(side_by_side, thread_name_prefix="nrt-tile") as pool:
-            futures = {pool.submit(work, pipeline, tile): tile for tile in tiles}
+            futures = {pool.submit(work_and_stage, tile): tile for tile in tiles}
             for future in as_completed(futures):
                 if done:
                     done(future.result())
-            return [future.result() for future in futures]
+            return [future.result() for future in futures], staged
 
     def _on_threads(self, threads: int) -> Pipeline:
         """A copy running each tile on `threads` threads, sharing the source and the publisher."""

@@ -63,7 +63,8 @@ POINTS: dict[str, Point] = {
     "prune-unlink": Point("monitoring", "pathlib:Path.unlink", "after", arg=0, pattern="*/backups/*"),
     "save-state-done": Point("monitoring", "scheduler.pipeline:save_state", "after"),
     # report writing: layers, COGs, thumbnails
-    "unpublished": Point("report", "scheduler.pipeline:Pipeline.unpublished", "after"),
+    "unpublished": Point("report", "scheduler.pipeline:Pipeline._unpublished_times", "after"),
+    "staged": Point("report", "scheduler.pipeline:Pipeline.stage", "after"),
     "report-layers": Point("report", "scheduler.pipeline:report_layers", "after"),
     "write-cog": Point("report", "catalog.publish:write_cog"),
     "cog-translated": Point("report", "catalog.cog:cog_translate", "after"),

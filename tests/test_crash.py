@@ -65,6 +65,8 @@ CASES = [
     ("save-state-done", 2),
     # report writing
     ("unpublished", 1),
+    ("unpublished", 3),  # the publication's decision, after both tiles' items were written ahead
+    ("staged", 1),  # the first tile's item written ahead, the second tile not done
     ("report-layers", 2),
     ("write-cog", 1),
     ("write-cog", 8),
