@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 from pathlib import Path
@@ -165,33 +166,43 @@ class StaticCatalogSource:
         self._lock = threading.Lock()
         self._items: list[pystac.Item] | None = None
         self._stamp: tuple[int, int, int] | None = None
+        self._parsed: dict[Path, tuple[tuple[int, int, int], pystac.Item]] = {}
 
     def _all_items(self) -> list[pystac.Item]:
         """Read the catalog's items once per process, again only when catalog.json changes.
 
         Repeated searches (every tile, every scheduler run) only filter the parsed items. A change is catalog.json's
-        modification time, size or inode: an atomic replace within one clock tick is still seen.
+        modification time, size or inode: an atomic replace within one clock tick is still seen. Then only the item
+        files that are new or changed are parsed again: a scheduler run after one new acquisition reads one item.
         """
         path = Path(self.cfg.catalog)
         with self._lock:
-            try:
-                info = path.stat()
-            except OSError as exc:
-                raise SourceError(f"static catalog {path} cannot be read: {exc}") from exc
-            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+            stamp = _stamp(path, "static catalog")
             if self._items is None or stamp != self._stamp:
                 try:
-                    catalog = pystac.Catalog.from_file(str(path))
-                    items = [
-                        item for item in catalog.get_items(recursive=True) if item.collection_id == self.cfg.collection
-                    ]
-                except Exception as exc:  # pystac raises many kinds on bad JSON or links
+                    items = self._read_items(path)
+                except SourceError:
+                    raise
+                except Exception as exc:  # pystac and json raise many kinds on bad JSON or links
                     raise SourceError(f"static catalog {path} is unreadable: {exc}") from exc
-                for item in items:
-                    item.make_asset_hrefs_absolute()
                 self._items, self._stamp = items, stamp
                 log.info("static catalog %s: %d items in collection %s", path, len(items), self.cfg.collection)
             return self._items
+
+    def _read_items(self, root: Path) -> list[pystac.Item]:
+        """The collection's items, reusing the parsed ones whose file has not changed."""
+        parsed: dict[Path, tuple[tuple[int, int, int], pystac.Item]] = {}
+        for item_path in _item_files(root):
+            stamp = _stamp(item_path, "static catalog item")
+            known = self._parsed.get(item_path)
+            if known is not None and known[0] == stamp:
+                parsed[item_path] = known
+                continue
+            item = pystac.Item.from_file(str(item_path))
+            item.make_asset_hrefs_absolute()
+            parsed[item_path] = (stamp, item)
+        self._parsed = parsed  # items no longer linked are forgotten
+        return [item for _, item in parsed.values() if item.collection_id == self.cfg.collection]
 
     def search(
         self, bbox_4326: tuple[float, float, float, float], start: dt.datetime, end: dt.datetime
@@ -210,6 +221,40 @@ class StaticCatalogSource:
                 continue
             found.append(item)
         return without_skipped(sorted(found, key=lambda item: (item.datetime, item.id)), self.cfg)
+
+
+def _stamp(path: Path, what: str) -> tuple[int, int, int]:
+    """A file's modification time, size and inode: any of them changes when it is rewritten or replaced."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise SourceError(f"{what} {path} cannot be read: {exc}") from exc
+    return info.st_mtime_ns, info.st_size, info.st_ino
+
+
+def _item_files(catalog: Path) -> list[Path]:
+    """The item files a static catalog links, through its child catalogs and collections, in link order."""
+    files: list[Path] = []
+    seen: set[Path] = set()
+    pending = [catalog.resolve()]
+    while pending:
+        node = pending.pop(0)
+        if node in seen:
+            continue
+        seen.add(node)
+        for link in json.loads(node.read_text()).get("links", []):
+            rel, href = link.get("rel"), link.get("href") or ""
+            if rel not in ("item", "child"):
+                continue
+            if "://" in href and not href.startswith("file://"):
+                raise SourceError(f"static catalog {catalog}: link {href} is not a file on this machine")
+            target = (node.parent / href.removeprefix("file://")).resolve()
+            if rel == "child":
+                pending.append(target)
+            elif target not in seen:
+                seen.add(target)
+                files.append(target)
+    return files
 
 
 def source_from_config(cfg: SourceConfig) -> ImagerySource:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 from pathlib import Path
@@ -160,15 +161,31 @@ def test_static_search_parses_the_catalog_once_until_it_is_replaced(tmp_path: Pa
     path = _write_catalog(tmp_path, [1, 2])
     source = StaticCatalogSource(_config("ndvi", catalog=str(path)).source)
     parses: list[str] = []
-    from_file = pystac.Catalog.from_file
-    monkeypatch.setattr(pystac.Catalog, "from_file", lambda href: parses.append(href) or from_file(href))
+    from_file = pystac.Item.from_file
+    monkeypatch.setattr(pystac.Item, "from_file", lambda href: parses.append(Path(href).stem) or from_file(href))
     span = (dt.datetime(2023, 1, 1, tzinfo=dt.UTC), dt.datetime(2023, 2, 1, tzinfo=dt.UTC))
     for bbox in [(14.5, 45.5, 15, 46), (15, 46, 15.5, 46.5)] * 3:  # several tiles, several runs
         assert [item.id for item in source.search(bbox, *span)] == ["item-1", "item-2"]
-    assert len(parses) == 1
-    # An atomic replace that keeps the old modification time (one clock tick) is still a change.
+    assert parses == ["item-1", "item-2"]
+    # A new acquisition: its item file, and a link to it in catalog.json, replaced atomically within one clock tick
+    # (the old modification time): still a change. Of the items, only the new one is parsed.
     stamp = path.stat()
-    _write_catalog(tmp_path, [1, 2, 3])
+    doc = json.loads((tmp_path / "item-2" / "item-2.json").read_text())
+    doc.update(id="item-3", properties={**doc["properties"], "datetime": "2023-01-03T10:00:00Z"})
+    (tmp_path / "item-3").mkdir()
+    (tmp_path / "item-3" / "item-3.json").write_text(json.dumps(doc))
+    catalog = json.loads(path.read_text())
+    catalog["links"].append({"rel": "item", "href": "./item-3/item-3.json", "type": "application/json"})
+    (tmp_path / "next.json").write_text(json.dumps(catalog))
+    os.replace(tmp_path / "next.json", path)
     os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     assert [item.id for item in source.search((14.5, 45.5, 15, 46), *span)] == ["item-1", "item-2", "item-3"]
-    assert len(parses) == 2
+    assert parses == ["item-1", "item-2", "item-3"]
+    # An item file rewritten in place is parsed again once the catalog changes, with what it now says.
+    item_path = tmp_path / "item-2" / "item-2.json"
+    doc = json.loads(item_path.read_text())
+    doc["properties"]["eo:cloud_cover"] = 99.5  # over the config's limit now
+    item_path.write_text(json.dumps(doc))
+    path.write_text(path.read_text() + "\n")
+    assert [item.id for item in source.search((14.5, 45.5, 15, 46), *span)] == ["item-1", "item-3"]
+    assert parses == ["item-1", "item-2", "item-3", "item-2"]
