@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import importlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -117,11 +118,14 @@ class UpdateJob:
         return started.isoformat(timespec="seconds")
 
     def _warm_up(self) -> None:
-        """loading.warm_up; a failure only costs the first update its compile time."""
+        """What the first new acquisition's run would otherwise wait for; a failure only costs that run the time."""
         try:
             warm_up(self.pipeline.cfg)
+            # xarray's to_netcdf asks dask which scheduler runs, and that imports dask.distributed: ~0.25 s holding
+            # the GIL at the process's first state save (the start-up run saves none when nothing is new).
+            importlib.import_module("distributed")
         except Exception:
-            log.debug("kernel warm-up failed", exc_info=True)
+            log.debug("warm-up failed", exc_info=True)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[BackgroundScheduler]:
