@@ -194,9 +194,11 @@ def update_task(cfg: Config, tile_id: str, until: dt.datetime) -> TileOutcome:
     pipeline = _worker_pipeline(cfg)
     try:
         with _local_locks():
-            return pipeline.update_tile(_tile(pipeline, tile_id), until)
+            outcome = pipeline.update_tile(_tile(pipeline, tile_id), until)
     except NrtAlertsError as exc:
         return TileOutcome(tile_id, error=str(exc))
+    outcome.state = None  # the client publishes from the saved file: the state stays in the worker
+    return outcome
 
 
 def run_tiles(

@@ -41,7 +41,14 @@ from scheduler.loading import (
 )
 from scheduler.monitors import fit_monitor, note_series, record_series, report_layers, series_writer
 from scheduler.sources import ImagerySource, source_from_config
-from scheduler.state import TileState, load_state, meta_last_key, read_state_meta, save_state, state_path
+from scheduler.state import (
+    TileState,
+    current_state,
+    meta_last_key,
+    read_state_meta,
+    save_state,
+    state_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,8 @@ class TileOutcome:
     absorbed: list[str] = field(default_factory=list)
     skipped_late: list[str] = field(default_factory=list)
     error: str | None = None
+    # The state the tile's work left on disk, for its report in this process (see stage); never sent from dask.
+    state: TileState | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -236,21 +245,30 @@ class Pipeline:
 
     # -- updates ---------------------------------------------------------------------------------------
 
-    def update_tile(self, tile: Tile, until: dt.datetime, progress: Progress | None = None) -> TileOutcome:
-        """Absorb every acquisition after the state's last one up to `until`, each exactly once."""
-        with one_blas_thread():
-            return self._update_tile(tile, until, progress)
+    def update_tile(
+        self, tile: Tile, until: dt.datetime, progress: Progress | None = None, known: TileState | None = None
+    ) -> TileOutcome:
+        """Absorb every acquisition after the state's last one up to `until`, each exactly once.
 
-    def _update_tile(self, tile: Tile, until: dt.datetime, progress: Progress | None = None) -> TileOutcome:
+        `known` is the state this process has just saved for the tile (its fit's): not read again if the file is
+        still the one saved (see current_state).
+        """
+        with one_blas_thread():
+            return self._update_tile(tile, until, progress, known)
+
+    def _update_tile(
+        self, tile: Tile, until: dt.datetime, progress: Progress | None, known: TileState | None
+    ) -> TileOutcome:
         outcome = TileOutcome(tile.id)
         with file_lock(self._lock(tile)):
-            state = load_state(self.tile_state_path(tile))
+            state = current_state(self.tile_state_path(tile), known)
             if state.fingerprint != fingerprint(self.cfg):
                 raise StateError(
                     f"tile {tile.id}: state was fitted with other settings (monitor, index, history or area); "
                     "run `nrt-alerts fit` again"
                 )
             items = self.source.search(tile.bounds_4326, _history_end(self.cfg), utc(until))
+            outcome.state = state if state is known else None  # a state loaded here is of no use to the caller
             if not items:
                 return outcome
             seen = set(state.absorbed)
@@ -301,6 +319,7 @@ class Pipeline:
                 )
             if outcome.absorbed:
                 save_state(state, self.tile_state_path(tile), generations=self.cfg.output.state_generations)
+                outcome.state = state
                 log.info(
                     "tile %s: absorbed %d acquisition(s) %s .. %s",
                     tile.id,
@@ -362,7 +381,7 @@ class Pipeline:
                 stale[tile] = when
         return stale
 
-    def stage(self, tile: Tile) -> StagedItem | None:
+    def stage(self, tile: Tile, known: TileState | None = None) -> StagedItem | None:
         """Write the tile's item now if its state is unpublished, so that the run's publication only names it.
 
         Called in the tile's thread as soon as its work is done: finished tiles' items are written while the
@@ -371,7 +390,7 @@ class Pipeline:
         try:
             if not self._unpublished_times([tile]):
                 return None
-            report = self._stored_report(tile)
+            report = self._stored_report(tile, known)
             if report is None:
                 return None
             with self.publisher.lock(shared=True):  # each tile its own item: staged side by side
@@ -403,10 +422,10 @@ class Pipeline:
             threads = self.cfg.compute.tile_plan(len(stale))[0]
             return self.publisher.publish_locked(reports, threads=threads)
 
-    def _stored_report(self, tile: Tile) -> TileReport | None:
+    def _stored_report(self, tile: Tile, known: TileState | None = None) -> TileReport | None:
         """The report of the tile's saved state; None (logged) if its arrays are damaged: the others still publish."""
         try:
-            return self.report(load_state(self.tile_state_path(tile)))
+            return self.report(current_state(self.tile_state_path(tile), known))
         except StateError as exc:  # readable metadata, damaged arrays
             log.error("tile %s: not published: %s", tile.id, exc)
             return None
@@ -434,11 +453,13 @@ class Pipeline:
 
         def fit(pipeline: Pipeline, tile: Tile) -> TileOutcome:
             try:
-                pipeline.fit_tile(tile)
+                fitted = pipeline.fit_tile(tile)
             except NrtAlertsError as exc:
                 log.error("tile %s: fit failed: %s", tile.id, exc, extra=_fields(tile, exc))
                 return TileOutcome(tile.id, error=str(exc))
-            return TileOutcome(tile.id) if until is None else pipeline.guarded_update(tile, until)
+            if until is None:
+                return TileOutcome(tile.id, state=fitted)
+            return pipeline.guarded_update(tile, until, known=fitted)
 
         outcomes, staged = self._run_here(tiles, fit, lambda _: progress and progress(1))
         return RunResult(outcomes, self.publish(tiles, staged))
@@ -460,10 +481,12 @@ class Pipeline:
         outcomes, staged = self._run_here(tiles, lambda pipeline, tile: pipeline.guarded_update(tile, until, progress))
         return RunResult(outcomes, self.publish(tiles, staged))
 
-    def guarded_update(self, tile: Tile, until: dt.datetime, progress: Progress | None = None) -> TileOutcome:
+    def guarded_update(
+        self, tile: Tile, until: dt.datetime, progress: Progress | None = None, known: TileState | None = None
+    ) -> TileOutcome:
         """update_tile, with a failure reported as the tile's outcome (and logged) instead of raised."""
         try:
-            return self.update_tile(tile, until, progress)
+            return self.update_tile(tile, until, progress, known)
         except NrtAlertsError as exc:
             log.error("tile %s: update failed: %s", tile.id, exc, extra=_fields(tile, exc))
             return TileOutcome(tile.id, error=str(exc))
@@ -487,7 +510,8 @@ class Pipeline:
 
         def work_and_stage(tile: Tile) -> TileOutcome:
             outcome = work(pipeline, tile)
-            item = pipeline.stage(tile)
+            item = pipeline.stage(tile, outcome.state)
+            outcome.state = None  # one state per running tile in memory, not one per tile of the run
             if item is not None:
                 staged[tile.id] = item
             return outcome

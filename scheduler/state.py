@@ -63,6 +63,9 @@ class TileState:
     last_history: str | None
     absorbed: list[str] = field(default_factory=list)
     updated: str | None = None
+    # Where save_state last wrote it, and that file's stamp: while the file is unchanged, this object is what
+    # load_state would read from it (see current_state).
+    saved_as: tuple[Path, tuple[int, int, int]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def last_key(self) -> str | None:
@@ -143,6 +146,14 @@ def _to_dataset(state: TileState) -> xr.Dataset:
     }
     ds = xr.Dataset(variables, coords={"x": monitor.x, "y": monitor.y})
     ds.attrs[META_ATTR] = json.dumps(meta)
+    # The arrays stored narrower keep, in memory too, the values the file keeps: the state goes on from here
+    # exactly as it would after load_state.
+    for name, value in list(vars(monitor).items()):
+        if name in ds.data_vars and DTYPE_ATTR in ds[name].attrs:
+            if value.flags.writeable:
+                value[...] = ds[name].values
+            else:
+                setattr(monitor, name, ds[name].values.astype(value.dtype))
     ds.attrs[CHECKSUM_ATTR] = checksum(ds)
     return ds
 
@@ -180,8 +191,30 @@ def save_state(state: TileState, path: Path, *, generations: int = 0) -> None:
             ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
         if generations > 0:
             backups.keep_current(path)
+    state.saved_as = (path, _file_stamp(path))
     if generations > 0:
         backups.prune(path, generations)
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int]:
+    """Modification time, size and inode: an atomic replace changes the inode, a rewrite the others."""
+    info = path.stat()
+    return info.st_mtime_ns, info.st_size, info.st_ino
+
+
+def current_state(path: Path, known: TileState | None) -> TileState:
+    """The state at `path`: `known` if save_state wrote it there and the file has not changed since, else loaded.
+
+    Saves a tile the read of the state it has just saved (a fit's before its fast-forward, an update's before its
+    report), ~50 ms per 10 MB state, with the same content: save_state left `known` as the file holds it.
+    """
+    if known is not None and known.saved_as is not None and known.saved_as[0] == path:
+        try:
+            if known.saved_as[1] == _file_stamp(path):
+                return known
+        except OSError:
+            pass  # gone: load_state says so
+    return load_state(path)
 
 
 class BadStateFile(StateError):

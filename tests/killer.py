@@ -41,8 +41,8 @@ class Point:
 
 POINTS: dict[str, Point] = {
     # loading: the state, the search, the imagery
-    "load-state": Point("loading", "scheduler.pipeline:load_state"),
-    "load-state-done": Point("loading", "scheduler.pipeline:load_state", "after"),
+    "load-state": Point("loading", "scheduler.state:load_state"),
+    "load-state-done": Point("loading", "scheduler.state:load_state", "after"),
     "search": Point("loading", "scheduler.sources:StaticCatalogSource.search"),
     "search-done": Point("loading", "scheduler.sources:StaticCatalogSource.search", "after"),
     "load-index": Point("loading", "scheduler.pipeline:load_new_index"),

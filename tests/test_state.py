@@ -17,7 +17,7 @@ from scheduler.errors import NotFittedError, StateError
 from scheduler.loading import acquisition_key, load_index
 from scheduler.monitors import SERIES_ATTR, absorb, fit_monitor, report_layers
 from scheduler.pipeline import Pipeline, _history_end, read_forest_mask
-from scheduler.state import CHECKSUM_ATTR, TileState, _to_dataset, load_state, save_state
+from scheduler.state import CHECKSUM_ATTR, TileState, _to_dataset, current_state, load_state, save_state
 
 from conftest import DemoRun, make_workspace
 
@@ -183,3 +183,34 @@ def test_update_needs_a_fit_and_matching_settings(tmp_path, demo_archive: DemoAr
         load_state(pipeline.tile_state_path(tile))
     # The fit kept no earlier generation, so the only way out is to fit again.
     assert str(raised.value).startswith(f"tile {tile.id}: state ") and "nrt-alerts fit --tile" in str(raised.value)
+
+
+@pytest.mark.parametrize("algorithm", ["iqr", "ewma", "ccdc-nrt"])
+def test_a_saved_state_is_in_memory_what_loading_it_reads(static_run: DemoRun, tmp_path, algorithm: str) -> None:
+    """After save_state the object holds the file's values (float64 arrays rounded as stored): a tile can go on
+    from it, or report it, without reading the file back; current_state hands it over while the file is unchanged."""
+    cfg, pipeline = static_run.cfg, static_run.pipeline
+    monitor_cfg = TypeAdapter(MonitorConfig).validate_python({"algorithm": algorithm})
+    tile = pipeline.tiles[0]
+    start = dt.datetime.combine(cfg.history.start, dt.time.min, tzinfo=dt.UTC)
+    history = load_index(pipeline.source.search(tile.bounds_4326, start, _history_end(cfg)), tile, cfg)
+    memory = fit_monitor(monitor_cfg, history, read_forest_mask(cfg, tile), cfg.history.end + dt.timedelta(days=1))
+    float64 = {k for k, v in vars(memory.monitor).items() if isinstance(v, np.ndarray) and v.dtype == np.float64}
+    assert float64 - {"x", "y"}, "this monitor has float64 state that is stored narrower"
+    state = TileState(tile.id, tile.crs, tile.transform, memory, {}, len(history.time), None)
+    path = tmp_path / "state.nc"
+    save_state(state, path)
+    loaded = load_state(path)
+    arrays = {k: v for k, v in _monitor_vars(state).items() if isinstance(v, np.ndarray)}
+    _assert_same(arrays, {k: v for k, v in _monitor_vars(loaded).items() if isinstance(v, np.ndarray)})
+    _assert_same(state.monitor.extras, loaded.monitor.extras)
+    assert current_state(path, state) is state
+    # Any other file at the path (another save, a restore) is read, never the object in memory.
+    other = load_state(path)
+    save_state(other, path)
+    assert current_state(path, state) is not state
+    assert current_state(path, other) is other
+    path.touch()  # rewritten in place: a new modification time
+    assert current_state(path, other) is not other
+    with pytest.raises(NotFittedError):
+        current_state(tmp_path / "missing.nc", other)
