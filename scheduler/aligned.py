@@ -65,13 +65,29 @@ def load_on_grid(
         fills[name] = int(var.attrs.get("nodata", 0))
         arrays[name] = np.full((len(acquisitions), *var.shape[1:]), fills[name], dtype=var.dtype)
 
+    def read_variable(i: int, name: str, wait: bool) -> bool:
+        """Paste the date's assets of one variable; False, with nothing read, if its first asset is Busy."""
+        for first, item in enumerate(acq for acq in acquisitions[i].items if name in acq.assets):
+            href = item.assets[name].get_absolute_href()
+            try:
+                with _opened(href, share, wait=wait or first > 0) as src:
+                    _paste(src, arrays[name][i], fills[name], tile, fuse=first > 0)
+            except Busy:
+                return False
+        return True
+
     def read_date(i: int) -> None:
         with rasterio.Env(**gdal):  # GDAL's options are per thread
-            for name, out in arrays.items():
-                for first, item in enumerate(acq for acq in acquisitions[i].items if name in acq.assets):
-                    href = item.assets[name].get_absolute_href()
-                    with _opened(href, share) as src:
-                        _paste(src, out[i], fills[name], tile, fuse=first > 0)
+            pending = list(arrays)
+            while pending:
+                # Another tile is reading this asset now: read another variable of the date meanwhile. Tiles
+                # side by side read the same assets in the same order; they fall out of step this way, and
+                # neither waits nor opens a second dataset of the asset.
+                name = next((n for n in pending if read_variable(i, n, wait=False)), None)
+                if name is None:
+                    name = pending[0]
+                    read_variable(i, name, wait=True)
+                pending.remove(name)
 
     try:
         read_date(0)  # one date first: an archive off the grid costs one date's reads, not a load's
@@ -111,13 +127,16 @@ def _paste(src: rasterio.io.DatasetReader, out: np.ndarray, fill: int, tile: Til
     np.copyto(target, pixels, where=target == fill)
 
 
-class _Shared:
-    """An open dataset, read by one thread at a time (a GDAL dataset is not thread-safe)."""
+class Busy(Exception):
+    """Every open dataset of the asset is being read by another thread (SharedDatasets.reading without wait)."""
 
-    def __init__(self, dataset: rasterio.io.DatasetReader) -> None:
-        self.dataset = dataset
-        self.lock = threading.Lock()
-        self.users = 0
+
+class _Shared:
+    """An asset's open datasets not in use; a dataset is read by one thread at a time (GDAL's are not thread-safe)."""
+
+    def __init__(self) -> None:
+        self.idle: list[rasterio.io.DatasetReader] = []
+        self.in_use = 0
         self.evicted = False
 
 
@@ -125,61 +144,65 @@ class SharedDatasets:
     """Assets opened once for all the tiles of a run that read them side by side, the latest `capacity` kept open.
 
     Tiles side by side read the same assets in the same order, so the second tile finds most of them open. An open
-    costs ~0.7 ms, most of it holding the GIL (rasterio reads the CRS, transform and tags): half the opens of a fit.
-    A file replaced while open is a new key (inode, size, modification time), never the old handle.
+    costs ~0.35 ms, most of it holding the GIL (rasterio reads the CRS, transform and tags): half the opens of a fit.
+    A thread never waits for another one's read: if every dataset of the asset is in use, it opens one more, or
+    without `wait` is told the asset is Busy and reads something else first. A file replaced while open is a new
+    key (inode, size, modification time), never the old handle.
     """
 
-    def __init__(self, capacity: int = 48) -> None:
+    def __init__(self, capacity: int = 48, per_asset: int = 2) -> None:
         self.capacity = capacity
+        self.per_asset = per_asset
         self._lock = threading.Lock()
         self._open: OrderedDict[tuple, _Shared] = OrderedDict()
 
     @contextlib.contextmanager
-    def reading(self, href: str) -> Iterator[rasterio.io.DatasetReader]:
-        """The asset's shared dataset, held by this thread until the block ends."""
+    def reading(self, href: str, *, wait: bool = True) -> Iterator[rasterio.io.DatasetReader]:
+        """A dataset of the asset, this thread's alone until the block ends; Busy if all are in use and not `wait`."""
         status = os.stat(href.removeprefix("file://"))
         key = (href, status.st_ino, status.st_size, status.st_mtime_ns)
         with self._lock:
             entry = self._open.get(key)
-            if entry is not None:
-                entry.users += 1
-                self._open.move_to_end(key)
-        if entry is None:
-            entry = self._add(key, rasterio.open(href))  # opened outside the lock: other threads go on
-        try:
-            with entry.lock:
-                yield entry.dataset
-        finally:
-            with self._lock:
-                entry.users -= 1
-                if entry.evicted and not entry.users:
-                    entry.dataset.close()
-
-    def _add(self, key: tuple, dataset: rasterio.io.DatasetReader) -> _Shared:
-        """Keep a newly opened dataset (or use the one another thread opened meanwhile); close the oldest unused."""
-        with self._lock:
-            entry = self._open.get(key)
-            if entry is not None:
-                dataset.close()
-            else:
-                entry = self._open[key] = _Shared(dataset)
+            if entry is None:
+                entry = self._open[key] = _Shared()
                 while len(self._open) > self.capacity:
                     _retire(self._open.popitem(last=False)[1])
-            entry.users += 1
-            return entry
+            else:
+                self._open.move_to_end(key)
+            dataset = entry.idle.pop() if entry.idle else None
+            if dataset is None and entry.in_use and not wait:
+                raise Busy(href)
+            entry.in_use += 1
+        try:
+            if dataset is None:
+                dataset = rasterio.open(href)  # outside the lock: other threads go on
+        except BaseException:
+            with self._lock:
+                entry.in_use -= 1
+            raise
+        try:
+            yield dataset
+        finally:
+            with self._lock:
+                entry.in_use -= 1
+                keep = not entry.evicted and len(entry.idle) < self.per_asset
+                if keep:
+                    entry.idle.append(dataset)
+            if not keep:
+                dataset.close()
 
     def close(self) -> None:
-        """Close every dataset (those in use once their reader is done)."""
+        """Close every dataset not in use (those in use are closed by their reader)."""
         with self._lock:
             while self._open:
                 _retire(self._open.popitem(last=False)[1])
 
 
 def _retire(entry: _Shared) -> None:
-    """A dataset leaving the shared ones: closed now if unused, else by its last reader (the caller holds the lock)."""
+    """An asset leaving the shared ones: idle datasets closed now, those in use by their reader (caller holds lock)."""
     entry.evicted = True
-    if not entry.users:
-        entry.dataset.close()
+    while entry.idle:
+        entry.idle.pop().close()
 
 
 # The run's shared datasets while tiles run side by side in this process (tile threads do not inherit contexts).
@@ -207,14 +230,14 @@ def shared_datasets() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _opened(href: str, share: bool) -> Iterator[rasterio.io.DatasetReader]:
-    """The asset's dataset: the run's shared one when sharing, else opened and closed here."""
+def _opened(href: str, share: bool, *, wait: bool = True) -> Iterator[rasterio.io.DatasetReader]:
+    """The asset's dataset: one of the run's shared ones when sharing (see SharedDatasets.reading), else its own."""
     shared = _shared if share else None
     if shared is None:
         with rasterio.open(href) as src:
             yield src
     else:
-        with shared.reading(href) as src:
+        with shared.reading(href, wait=wait) as src:
             yield src
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +173,31 @@ def test_tiles_side_by_side_share_their_open_assets(
         xr.testing.assert_identical(ours, theirs)
 
 
+def test_tiles_loading_at_the_same_time_read_what_they_read_alone(
+    cfg: Config, demo_archive: DemoArchive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tiles' loads on two threads: the same pixels as alone; an asset busy for one is read later, not twice."""
+    items = window_items(demo_archive)[:8]
+    tiles = Pipeline(cfg).tiles[:2]
+    alone = [loading._read(items, tile, cfg, ()) for tile in tiles]
+    opened: list[str] = []
+    real_open = rasterio.open
+
+    def counting_open(path: str, *args: object, **kwargs: object) -> rasterio.io.DatasetReader:
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(aligned.rasterio, "open", counting_open)
+    for _ in range(3):
+        opened.clear()
+        with aligned.shared_datasets(), ThreadPoolExecutor(2) as pool:
+            shared = list(pool.map(lambda tile: loading._read(items, tile, cfg, ()), tiles))
+        for ours, theirs in zip(shared, alone, strict=True):
+            xr.testing.assert_identical(ours, theirs)
+        assets = [item.assets[name].get_absolute_href() for item in items for name in ("red", "nir08", "scl")]
+        assert set(assets) <= set(opened) and max(opened.count(a) for a in assets) <= 2
+
+
 def test_a_shared_dataset_is_reopened_when_its_file_is_replaced(tmp_path: Path) -> None:
     path = tmp_path / "asset.tif"
     profile = {"driver": "GTiff", "width": 4, "height": 4, "count": 1, "dtype": "uint16", "crs": "EPSG:32633"}
@@ -187,11 +214,49 @@ def test_a_shared_dataset_is_reopened_when_its_file_is_replaced(tmp_path: Path) 
     with shared.reading(str(path)) as src:
         assert src.read(1)[0, 0] == 2  # not the old handle's pixels
     assert len(shared._open) == 1  # capacity 1: the replaced file's dataset was closed
-    first = next(iter(shared._open.values())).dataset
+    (first,) = next(iter(shared._open.values())).idle
     with shared.reading(str(path)) as src:
         assert src is first  # the same file again: the same dataset
     shared.close()
     assert first.closed and not shared._open
+
+
+def test_threads_reading_one_asset_at_once_never_share_a_dataset_nor_wait(tmp_path: Path) -> None:
+    """Two tiles reading in step: the second opens its own dataset instead of waiting; both stay open for later."""
+    path = tmp_path / "asset.tif"
+    profile = {"driver": "GTiff", "width": 4, "height": 4, "count": 1, "dtype": "uint16", "crs": "EPSG:32633"}
+    with rasterio.open(path, "w", **profile, transform=Affine(20, 0, 500000, 0, -20, 5400000)) as dst:
+        dst.write(np.full((1, 4, 4), 7, dtype=np.uint16))
+    shared = aligned.SharedDatasets(per_asset=2)
+    both_inside = threading.Barrier(3, timeout=10)
+    used: list[object] = []
+
+    def read() -> None:
+        with shared.reading(str(path)) as src:
+            used.append(src)
+            both_inside.wait()  # each thread holds its dataset while the other reads: no turn-taking
+            assert src.read(1)[0, 0] == 7
+            both_inside.wait()
+
+    threads = [threading.Thread(target=read) for _ in range(2)]
+    for t in threads:
+        t.start()
+    both_inside.wait()
+    both_inside.wait()
+    for t in threads:
+        t.join(timeout=10)
+    assert len(used) == 2 and used[0] is not used[1]
+    with shared.reading(str(path)) as held, shared.reading(str(path)) as other:
+        assert held is not other  # both idle ones in use now
+        with pytest.raises(aligned.Busy), shared.reading(str(path), wait=False):
+            pass  # without `wait`, the caller hears it would need a third
+    idle = next(iter(shared._open.values())).idle
+    assert sorted(map(id, idle)) == sorted(map(id, used))  # both kept for the next reads
+    for _ in range(3):  # one thread alone: an idle one again and again, no third open
+        with shared.reading(str(path)) as src:
+            assert src in used
+    shared.close()
+    assert all(src.closed for src in used)
 
 
 def test_the_lazy_load_is_reused_only_for_items_that_describe_their_assets_alike(
