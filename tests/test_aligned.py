@@ -148,13 +148,8 @@ def test_assets_off_the_grid_are_left_to_odc_stac(
         assert_same(windowed, odc)
 
 
-def test_tiles_side_by_side_share_their_open_assets(
-    cfg: Config, demo_archive: DemoArchive, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Both tiles' loads inside shared_datasets: each asset opened once, the same pixels as without sharing."""
-    items = window_items(demo_archive)[:6]
-    tiles = Pipeline(cfg).tiles[:2]
-    alone = [loading._read(items, tile, cfg, ()) for tile in tiles]
+def _count_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths aligned opens from now on, in order."""
     opened: list[str] = []
     real_open = rasterio.open
 
@@ -163,6 +158,17 @@ def test_tiles_side_by_side_share_their_open_assets(
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(aligned.rasterio, "open", counting_open)
+    return opened
+
+
+def test_tiles_side_by_side_share_their_open_assets(
+    cfg: Config, demo_archive: DemoArchive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both tiles' loads inside shared_datasets: each asset opened once, the same pixels as without sharing."""
+    items = window_items(demo_archive)[:6]
+    tiles = Pipeline(cfg).tiles[:2]
+    alone = [loading._read(items, tile, cfg, ()) for tile in tiles]
+    opened = _count_opens(monkeypatch)
     with aligned.shared_datasets():
         shared = [loading._read(items, tile, cfg, ()) for tile in tiles]
         assert aligned._shared is not None and aligned._shared._open  # kept open for the next tile
@@ -180,14 +186,7 @@ def test_tiles_loading_at_the_same_time_read_what_they_read_alone(
     items = window_items(demo_archive)[:8]
     tiles = Pipeline(cfg).tiles[:2]
     alone = [loading._read(items, tile, cfg, ()) for tile in tiles]
-    opened: list[str] = []
-    real_open = rasterio.open
-
-    def counting_open(path: str, *args: object, **kwargs: object) -> rasterio.io.DatasetReader:
-        opened.append(str(path))
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(aligned.rasterio, "open", counting_open)
+    opened = _count_opens(monkeypatch)
     for _ in range(3):
         opened.clear()
         with aligned.shared_datasets(), ThreadPoolExecutor(2) as pool:
