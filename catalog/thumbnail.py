@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 import numpy as np
-from rio_tiler.utils import render
+from PIL import Image
 
 from catalog import atomic
 from catalog.encoding import Status, status_colormap
@@ -62,8 +63,11 @@ def thumbnail_png(status: np.ndarray, size: int = THUMBNAIL_SIZE) -> bytes:
     """PNG bytes of the status layer in the alert colours, transparent where there is no alert."""
     rgba, _ = _lookup_tables()
     small = resample_status(status.astype(np.uint8, copy=False), thumbnail_size(*status.shape, size))
-    pixels = rgba[small]
-    return render(np.moveaxis(pixels[..., :3], -1, 0), mask=pixels[..., 3], img_format="PNG")
+    buffer = io.BytesIO()
+    # Pillow, not GDAL's PNG driver through rio-tiler: the same RGBA PNG without importing rio-tiler (0.14 s) into
+    # every CLI command that publishes.
+    Image.fromarray(np.ascontiguousarray(rgba[small]), "RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def write_thumbnail(target: Path, status: np.ndarray, size: int = THUMBNAIL_SIZE) -> None:

@@ -1,9 +1,10 @@
-"""nrt without scipy.stats and scipy.optimize at import: they load on first use, by CuSum, MoSum or ROC.
+"""nrt without scipy.stats, scipy.optimize and nrt.data at import: they load on first use, by CuSum, MoSum or ROC.
 
-`nrt.utils_efp` binds `scipy.optimize` and `scipy.stats.norm` when it is imported, and every nrt monitor imports
-it. scipy 1.17 rewrites the docstrings of scipy.stats at import: ~0.4 s of every CLI command and server start-up,
-although only the critical values of CuSum, MoSum and ROC ever call them. While `nrt.utils_efp` executes, those
-two names resolve to stand-ins that import the real scipy module when first used; nothing else changes.
+`nrt.utils_efp` binds `scipy.optimize`, `scipy.stats.norm` and `nrt.data` when it is imported, and every nrt monitor
+imports it. scipy 1.17 rewrites the docstrings of scipy.stats at import, and nrt.data imports fiona and pooch:
+~0.5 s of every CLI command and server start-up, although only the critical values of CuSum, MoSum and ROC ever
+use them. While `nrt.utils_efp` executes, those names resolve to stand-ins that import the real module when first
+used; nothing else changes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 DEFERRED_MODULE = "nrt.utils_efp"
-_STAND_INS = ("scipy.optimize", "scipy.stats")
+_STAND_INS = ("scipy.optimize", "scipy.stats", "nrt.data")
 
 
 class OnFirstUse:
@@ -53,19 +54,19 @@ def _stand_in(name: str) -> types.ModuleType:
 
 @contextlib.contextmanager
 def _stand_ins_installed() -> Iterator[None]:
-    """The scipy modules not imported yet stand in sys.modules while the block runs; gone afterwards."""
+    """The deferred modules not imported yet stand in sys.modules while the block runs; gone afterwards."""
     placed = {name: _stand_in(name) for name in _STAND_INS if name not in sys.modules}
     sys.modules.update(placed)
     try:
         yield
     finally:
-        scipy = sys.modules.get("scipy")
         for name, module in placed.items():
             if sys.modules.get(name) is module:
                 del sys.modules[name]
-            short = name.rpartition(".")[2]
-            if scipy is not None and scipy.__dict__.get(short) is module:
-                delattr(scipy, short)  # the next `scipy.stats` lookup imports the real one
+            package, _, short = name.rpartition(".")
+            parent = sys.modules.get(package)
+            if parent is not None and parent.__dict__.get(short) is module:
+                delattr(parent, short)  # the next `scipy.stats` lookup imports the real one
 
 
 class _Loader(importlib.abc.Loader):

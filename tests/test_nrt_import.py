@@ -11,9 +11,11 @@ PROBE = """
 import json, sys
 {prelude}
 import nrt.utils_efp as efp
-loaded_before = sorted(m for m in ("scipy.stats", "scipy.optimize") if m in sys.modules)
+loaded_before = sorted(m for m in ("scipy.stats", "scipy.optimize", "nrt.data", "fiona") if m in sys.modules)
 values = [efp._cusum_ols_test_crit(0.05), efp._cusum_rec_test_crit(0.05), efp._cusum_ols_test_crit(0.01)]
+values.append(efp._mosum_ols_test_crit(0.05, h=0.25, period=10))  # nrt.data's table of critical values
 real = type(sys.modules["scipy.stats"]).__name__, hasattr(sys.modules["scipy"].stats, "ttest_ind")
+real += (hasattr(sys.modules["nrt.data"], "mre_crit_table"),)
 print(json.dumps({{"before": loaded_before, "values": values, "real": real}}))
 """
 
@@ -28,11 +30,11 @@ def test_scheduler_defers_scipy_and_nrt_computes_the_same_critical_values():
     deferred = _probe("import scheduler.monitors")
     plain = _probe("")
     assert deferred["before"] == []  # importing every monitor class did not load them
-    assert plain["before"] == ["scipy.optimize", "scipy.stats"]
+    assert plain["before"] == ["fiona", "nrt.data", "scipy.optimize", "scipy.stats"]
     assert deferred["values"] == plain["values"]
     assert abs(deferred["values"][1] - 0.9478982340418134) < 1e-8  # nrt's default crit (alpha 0.05), as brentq finds it
     # The first use loaded the real modules: later imports of scipy.stats get scipy's own module.
-    assert deferred["real"] == ["module", True]
+    assert deferred["real"] == ["module", True, True]
 
 
 def test_cusum_and_mosum_monitors_fit_after_deferred_import():
