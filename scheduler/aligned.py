@@ -63,11 +63,16 @@ def load_on_grid(
         if var.dims != ("time", "y", "x") or var.dtype.kind not in "iu":
             return None
         fills[name] = int(var.attrs.get("nodata", 0))
-        arrays[name] = np.full((len(acquisitions), *var.shape[1:]), fills[name], dtype=var.dtype)
+        # Not filled here: each date's first asset writes all of its slice (see _paste), most often by reading
+        # straight into it; filling the whole load first cost a pass over it.
+        arrays[name] = np.empty((len(acquisitions), *var.shape[1:]), dtype=var.dtype)
 
     def read_variable(i: int, name: str, wait: bool) -> bool:
         """Paste the date's assets of one variable; False, with nothing read, if its first asset is Busy."""
-        for first, item in enumerate(acq for acq in acquisitions[i].items if name in acq.assets):
+        items = [acq for acq in acquisitions[i].items if name in acq.assets]
+        if not items:
+            arrays[name][i].fill(fills[name])  # as odc-stac leaves a date without the asset
+        for first, item in enumerate(items):
             href = item.assets[name].get_absolute_href()
             try:
                 with _opened(href, share, wait=wait or first > 0) as src:
@@ -111,18 +116,26 @@ def load_on_grid(
 
 
 def _paste(src: rasterio.io.DatasetReader, out: np.ndarray, fill: int, tile: Tile, *, fuse: bool) -> None:
-    """Read the asset's window of the tile into `out` (2-D); with `fuse`, only where `out` still holds `fill`."""
+    """Read the asset's window of the tile into `out` (2-D); with `fuse`, only where `out` still holds `fill`.
+
+    Without `fuse` (a date's first asset) `out` holds anything before: all of it is written, `fill` where the asset
+    does not reach.
+    """
     row, col = _offset(src, tile, out.dtype, fill)
     # The part of the tile the asset covers, in the asset's pixels and in the tile's.
     top, left = max(0, row), max(0, col)
     bottom, right = min(src.height, row + tile.height), min(src.width, col + tile.width)
     if bottom <= top or right <= left:
+        if not fuse:
+            out.fill(fill)
         return
     window = Window(left, top, right - left, bottom - top)
     target = out[top - row : bottom - row, left - col : right - col]
-    if not fuse and target.shape == out.shape:
-        src.read(1, window=window, out=out)
-        return
+    if not fuse:
+        if target.shape == out.shape:
+            src.read(1, window=window, out=out)
+            return
+        out.fill(fill)
     pixels = src.read(1, window=window)
     np.copyto(target, pixels, where=target == fill)
 

@@ -74,6 +74,19 @@ def test_demo_dates_load_as_odc_stac_loads_them(
     assert_same(windowed, odc)
 
 
+def test_an_item_without_one_of_the_assets_loads_as_odc_stac_loads_it(
+    cfg: Config, demo_archive: DemoArchive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The missing asset's date holds the band's nodata, not what the load's memory held before."""
+    items = [item.clone() for item in window_items(demo_archive)[:4]]
+    del items[2].assets["scl"]
+    windowed, odc, answered = both_ways(items, cfg, 0, monkeypatch)
+    assert answered == [True]
+    assert int(windowed["scl"][2].max()) == int(windowed["scl"].attrs.get("nodata", 0))
+    assert int((windowed["scl"][1] > 0).sum()) > 128 * 100
+    assert_same(windowed, odc)
+
+
 def test_two_granules_of_a_day_fuse_as_odc_stac_fuses_them(
     cfg: Config, demo_archive: DemoArchive, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
