@@ -174,18 +174,23 @@ class SharedDatasets:
         """A dataset of the asset, this thread's alone until the block ends; Busy if all are in use and not `wait`."""
         status = os.stat(href.removeprefix("file://"))
         key = (href, status.st_ino, status.st_size, status.st_mtime_ns)
+        retired: list[rasterio.io.DatasetReader] = []
         with self._lock:
             entry = self._open.get(key)
             if entry is None:
                 entry = self._open[key] = _Shared()
                 while len(self._open) > self.capacity:
-                    _retire(self._open.popitem(last=False)[1])
+                    retired += _retire(self._open.popitem(last=False)[1])
             else:
                 self._open.move_to_end(key)
             dataset = entry.idle.pop() if entry.idle else None
-            if dataset is None and entry.in_use and not wait:
-                raise Busy(href)
-            entry.in_use += 1
+            busy = dataset is None and entry.in_use and not wait
+            if not busy:
+                entry.in_use += 1
+        for old in retired:  # outside the lock: closing takes a while, and other threads would wait for it
+            old.close()
+        if busy:
+            raise Busy(href)
         try:
             if dataset is None:
                 dataset = rasterio.open(href)  # outside the lock: other threads go on
@@ -206,16 +211,22 @@ class SharedDatasets:
 
     def close(self) -> None:
         """Close every dataset not in use (those in use are closed by their reader)."""
+        retired: list[rasterio.io.DatasetReader] = []
         with self._lock:
             while self._open:
-                _retire(self._open.popitem(last=False)[1])
+                retired += _retire(self._open.popitem(last=False)[1])
+        for dataset in retired:
+            dataset.close()
 
 
-def _retire(entry: _Shared) -> None:
-    """An asset leaving the shared ones: idle datasets closed now, those in use by their reader (caller holds lock)."""
+def _retire(entry: _Shared) -> list[rasterio.io.DatasetReader]:
+    """An asset leaving the shared ones; returns its idle datasets, for the caller to close outside the lock.
+
+    Those in use are closed by their reader.
+    """
     entry.evicted = True
-    while entry.idle:
-        entry.idle.pop().close()
+    idle, entry.idle = entry.idle, []
+    return idle
 
 
 # The run's shared datasets while tiles run side by side in this process (tile threads do not inherit contexts).
