@@ -11,6 +11,7 @@ the per-pixel model coefficients and the threshold band (offsets from the predic
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -434,8 +435,18 @@ def write_chunk(
 
 def chunk_dates(path: Path) -> list[str]:
     """The acquisition keys of a chunk, in band order."""
+    info = path.stat()
+    return list(_chunk_dates(str(path), info.st_mtime_ns, info.st_size, info.st_ino))
+
+
+@functools.lru_cache(maxsize=4096)
+def _chunk_dates(path: str, _mtime_ns: int, _size: int, _inode: int) -> tuple[str, ...]:
+    """The chunk's dates, read once per file version (modification time, size, inode).
+
+    Every publication lists every chunk of each tile it publishes, and a tile's chunks accumulate with its updates.
+    """
     with rasterio.open(path) as src:
-        return json.loads(src.tags().get(DATES_TAG, "[]"))
+        return tuple(json.loads(src.tags().get(DATES_TAG, "[]")))
 
 
 def write_model(target: Path, model: ModelExport, *, crs: CRS, transform: Affine) -> None:

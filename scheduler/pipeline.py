@@ -44,6 +44,7 @@ from scheduler.sources import ImagerySource, source_from_config
 from scheduler.state import (
     TileState,
     current_state,
+    is_current,
     meta_last_key,
     read_state_meta,
     save_state,
@@ -359,23 +360,28 @@ class Pipeline:
         """Tiles whose state is newer than their latest published report (also catches a crash before publishing)."""
         return list(self._unpublished_times(tiles))
 
-    def _unpublished_times(self, tiles: list[Tile]) -> dict[Tile, dt.datetime]:
+    def _unpublished_times(self, tiles: list[Tile], known: TileState | None = None) -> dict[Tile, dt.datetime]:
         """The unpublished tiles, each with its state's data time.
 
-        Decided from the states' metadata alone: their arrays are read only when their report is made.
+        Decided from the states' metadata alone (or the `known` state of its tile, if still current): their arrays
+        are read only when their report is made.
         """
         index = read_index(CatalogLayout(self.cfg.output.stac_dir))
         latest = index.latest
         published = {tile: item_data_time(tile, item) for tile, item in latest.items.items()} if latest else {}
         stale = {}
         for tile in tiles:
-            try:
-                meta = read_state_meta(self.tile_state_path(tile))
-            except StateError:
-                continue
-            if meta["fingerprint"] != fingerprint(self.cfg):
+            path = self.tile_state_path(tile)
+            if known is not None and known.tile_id == tile.id and is_current(path, known):
+                settings, key = known.fingerprint, known.last_key
+            else:
+                try:
+                    meta = read_state_meta(path)
+                except StateError:
+                    continue
+                settings, key = meta["fingerprint"], meta_last_key(meta)
+            if settings != fingerprint(self.cfg):
                 continue  # fitted with other settings: its report is not this configuration's to publish
-            key = meta_last_key(meta)
             when = dt.datetime.fromisoformat(key).replace(tzinfo=dt.UTC) if key else None
             if when is not None and (tile.id not in published or published[tile.id] < when):
                 stale[tile] = when
@@ -388,7 +394,7 @@ class Pipeline:
         others still compute, instead of all at the end. A failure here only leaves the item to publish().
         """
         try:
-            if not self._unpublished_times([tile]):
+            if not self._unpublished_times([tile], known):
                 return None
             report = self._stored_report(tile, known)
             if report is None:

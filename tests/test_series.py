@@ -319,6 +319,23 @@ def test_a_chunk_written_twice_gives_one_set_of_dates(tmp_path: Path) -> None:
     assert write_chunk(tmp_path, "t", keys, values, **{**common, "data_key": "other"}) != first
 
 
+def test_chunk_dates_are_read_once_per_file_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every publication lists each chunk's dates: a chunk file is opened once, again only once replaced."""
+    keys = ["2024-01-01T10:12:00", "2024-01-06T10:12:00"]
+    values = np.zeros((2, 8, 8), np.float32)
+    common = {"crs": CRS_UTM, "transform": TRANSFORM, "data_key": "k", "index": "ndvi"}
+    path = tmp_path / "series" / "t" / write_chunk(tmp_path, "t", keys, values, **common)
+    opened: list[str] = []
+    real_open = rasterio.open
+    monkeypatch.setattr(rasterio, "open", lambda p, *a, **k: opened.append(str(p)) or real_open(p, *a, **k))
+    assert [chunk_dates(path) for _ in range(3)] == [keys] * 3
+    assert opened == [str(path)]
+    other = tmp_path / "series" / "t" / write_chunk(tmp_path, "t", ["2024-02-01T10:12:00"], values[:1], **common)
+    other.replace(path)  # another file at the same path
+    opened.clear()
+    assert chunk_dates(path) == ["2024-02-01T10:12:00"] and opened == [str(path)]
+
+
 @pytest.mark.parametrize(
     ("bands", "rows", "cols", "heights"),
     [(139, 100, 70, [45, 1, 30, 24]), (3, 300, 40, [100, 200]), (139, 64, 33, [64])],
