@@ -586,6 +586,29 @@ def _span(items: list[pystac.Item]) -> str:
     return f"{len(items)} items {keys[0]} .. {keys[-1]}" if keys else "no items"
 
 
+@contextlib.contextmanager
+def warming_up(cfg: Config) -> Iterator[None]:
+    """warm_up on a thread beside the block (a run's start: the tiles' first searches and reads), done by its end.
+
+    numba's first load of compiled code in a process also starts its compiler, ~0.3 s: on the run's first index
+    pass, both tiles side by side would wait for it.
+    """
+    thread = threading.Thread(target=_warm_up_quietly, args=(cfg,), name="nrt-warm-up", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+def _warm_up_quietly(cfg: Config) -> None:
+    """warm_up; a failure only costs the first index pass the load."""
+    try:
+        warm_up(cfg)
+    except Exception:
+        log.debug("kernel warm-up failed", exc_info=True)
+
+
 def warm_up(cfg: Config) -> None:
     """Load the fused kernels' compiled code for the usual dtypes (uint16 bands, a uint8 mask) on 2 x 2 pixels.
 

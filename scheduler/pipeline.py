@@ -38,6 +38,7 @@ from scheduler.loading import (
     load_index_and_bands,
     load_new_index,
     pending_items,
+    warming_up,
 )
 from scheduler.monitors import fit_monitor, note_series, record_series, report_layers, series_writer
 from scheduler.sources import ImagerySource, source_from_config
@@ -522,19 +523,20 @@ class Pipeline:
                 staged[tile.id] = item
             return outcome
 
-        if side_by_side == 1:
-            outcomes = []
-            for tile in tiles:
-                outcomes.append(work_and_stage(tile))
-                if done:
-                    done(outcomes[-1])
-            return outcomes, staged
-        with aligned.shared_datasets(), ThreadPoolExecutor(side_by_side, thread_name_prefix="nrt-tile") as pool:
-            futures = {pool.submit(work_and_stage, tile): tile for tile in tiles}
-            for future in as_completed(futures):
-                if done:
-                    done(future.result())
-            return [future.result() for future in futures], staged
+        with warming_up(self.cfg):
+            if side_by_side == 1:
+                outcomes = []
+                for tile in tiles:
+                    outcomes.append(work_and_stage(tile))
+                    if done:
+                        done(outcomes[-1])
+                return outcomes, staged
+            with aligned.shared_datasets(), ThreadPoolExecutor(side_by_side, thread_name_prefix="nrt-tile") as pool:
+                futures = {pool.submit(work_and_stage, tile): tile for tile in tiles}
+                for future in as_completed(futures):
+                    if done:
+                        done(future.result())
+                return [future.result() for future in futures], staged
 
     def _on_threads(self, threads: int) -> Pipeline:
         """A copy running each tile on `threads` threads, sharing the source and the publisher."""
