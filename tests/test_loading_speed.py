@@ -6,6 +6,8 @@ import datetime as dt
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +114,27 @@ def test_warm_up_readies_the_kernel_for_uint16_bands_and_a_uint8_mask(index: str
     warm_up(_config(index, 1))
     # The signature a Sentinel-2 L2A load calls (odc-stac gives uint16 reflectances and a uint8 SCL).
     assert any(str(sig[4].dtype) == "uint16" and str(sig[7].dtype) == "uint8" for sig in _index_chunk.signatures)
+
+
+def test_a_run_readies_the_kernel_beside_its_start_in_a_fresh_process() -> None:
+    """warming_up (every run in this process) leaves the kernel loaded when the block ends, failure or not."""
+    script = """
+import sys
+from test_loading_speed import _config
+from scheduler.loading import _index_chunk, warming_up
+assert not _index_chunk.signatures
+with warming_up(_config("ndvi", 1)):
+    pass
+print(any(str(s[4].dtype) == "uint16" and str(s[7].dtype) == "uint8" for s in _index_chunk.signatures))
+bad = _config("ndvi", 1).model_copy(update={"index": None})  # a warm-up that fails is only logged
+with warming_up(bad):
+    pass
+print("ok")
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "ok"]
 
 
 @pytest.mark.parametrize(
