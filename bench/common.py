@@ -266,7 +266,7 @@ def fresh_dir(path: Path) -> Path:
 
 def cli(*args: str | Path) -> list[str]:
     """The `nrt-alerts` command of this worktree."""
-    return [sys.executable, "-m", "server.cli", *map(str, args)]
+    return [sys.executable, "-m", "server", *map(str, args)]
 
 
 def run_cli(*args: str | Path, cwd: Path | None = None) -> None:

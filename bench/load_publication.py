@@ -206,7 +206,7 @@ def free_port() -> int:
 
 def cli(*args: str) -> list[str]:
     """The `nrt-alerts` command line, run from this checkout."""
-    return [sys.executable, "-m", "server.cli", "--log-level", "warning", *args]
+    return [sys.executable, "-m", "server", "--log-level", "warning", *args]
 
 
 def environment() -> dict[str, str]:
