@@ -11,6 +11,7 @@ import xarray as xr
 from nrt.monitor.iqr import IQR
 
 from scheduler.kernels import nan_ols, nan_percentile_axis0
+from scheduler.regressors import build_regressors
 
 # nrt's mask code of a pixel whose series is too short to fit.
 SHORT = 4
@@ -19,7 +20,7 @@ SHORT = 4
 def fit_iqr(monitor: IQR, history: xr.DataArray, kwargs: dict[str, Any]) -> None:
     """IQR.fit: OLS through nan_ols (unscreened), other methods through nrt; the quartiles in parallel."""
     monitor.set_xy(history)
-    design = monitor.build_design_matrix(history, trend=monitor.trend, harmonic_order=monitor.harmonic_order)
+    design = build_regressors(history.time.values, monitor.trend, monitor.harmonic_order)  # build_design_matrix
     if kwargs.get("method", "OLS") == "OLS" and not kwargs.get("screen_outliers"):
         monitor.beta, fitted, spread = _ols(monitor, design, history)
         quartiles = np.zeros((2, monitor.mask.size))  # nrt's residuals are 0 where it did not fit: so are these

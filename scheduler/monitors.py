@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import json
 import logging
@@ -13,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 from nrt.monitor import BaseNrt
 from nrt.monitor.ccdc import CCDC
@@ -21,7 +19,6 @@ from nrt.monitor.cusum import CuSum
 from nrt.monitor.ewma import EWMA
 from nrt.monitor.iqr import IQR
 from nrt.monitor.mosum import MoSum
-from nrt.utils import build_regressors
 
 from catalog.encoding import DATE_NODATA, Status, days_since_epoch
 from catalog.series import SERIES_KEY, ChunkWriter, ModelExport, ModelForm, SeriesExport
@@ -40,6 +37,7 @@ from scheduler.config import (
 from scheduler.fits import fit_iqr
 from scheduler.kernels import numba_threads
 from scheduler.loading import acquisition_key
+from scheduler.regressors import date_regressors
 
 log = logging.getLogger(__name__)
 
@@ -282,15 +280,7 @@ def _regressors(monitor: BaseNrt, naive: dt.datetime) -> np.ndarray:
     """monitor._regressors(naive): the same nrt call, made once per date, not once per row block and date."""
     if type(monitor)._regressors is not BaseNrt._regressors:
         return monitor._regressors(naive)
-    return _date_regressors(naive, bool(monitor.trend), int(monitor.harmonic_order))
-
-
-@functools.lru_cache(maxsize=64)
-def _date_regressors(naive: dt.datetime, trend: bool, harmonic_order: int) -> np.ndarray:
-    """The regressors of nrt's BaseNrt._regressors for one date (pandas' date arithmetic: most of its time)."""
-    regressors = build_regressors(dates=pd.DatetimeIndex([naive]), trend=trend, harmonic_order=harmonic_order)
-    regressors.flags.writeable = False  # shared by every row block and tile of that date
-    return regressors
+    return date_regressors(np.datetime64(naive, "ns"), bool(monitor.trend), int(monitor.harmonic_order))
 
 
 def absorb(state: MonitorState, array: np.ndarray, when: dt.datetime) -> None:
