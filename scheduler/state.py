@@ -103,7 +103,7 @@ def checksum(ds: xr.Dataset) -> str:
         values = np.ascontiguousarray(ds[name].values)
         restore_as = ds[name].attrs.get(DTYPE_ATTR, "")
         digest.update(f"{name}|{values.dtype.str}|{values.shape}|{restore_as}|".encode())
-        digest.update(values.tobytes())
+        digest.update(values.reshape(-1).view(np.uint8))  # the array's own bytes, not a copy of them
     digest.update(ds.attrs[META_ATTR].encode("utf-8"))
     return digest.hexdigest()
 
