@@ -464,7 +464,7 @@ def model_name(tile_id: str, model: ModelExport, crs: CRS, transform: Affine) ->
     digest = hashlib.blake2b(digest_size=8)
     digest.update(json.dumps([model.form.to_dict(), crs.to_wkt(), list(transform)[:6]]).encode())
     for array in (model.coefficients, model.lower, model.upper):
-        digest.update(np.ascontiguousarray(array, np.float32).tobytes())
+        digest.update(np.ascontiguousarray(array, np.float32).reshape(-1).view(np.uint8))  # no copy of the bytes
     return f"{tile_id}-{digest.hexdigest()}.tif"
 
 
