@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import resource
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -286,3 +287,15 @@ def test_the_lazy_load_is_reused_only_for_items_that_describe_their_assets_alike
     assert loading._skeleton_key(other, assets, tiles[0]) != key  # another data type or nodata
     del other.assets["red"]
     assert loading._skeleton_key(other, assets, tiles[0]) != key  # an item without one of the assets
+
+
+@pytest.mark.parametrize(("soft", "expected"), [(1 << 20, 1024), (2000, 500), (100, 48), (-1, 1024)])
+def test_a_run_keeps_assets_open_within_a_quarter_of_the_file_limit(
+    monkeypatch: pytest.MonkeyPatch, soft: int, expected: int
+) -> None:
+    """A year of dates for every tile stays open through the run, never more than a quarter of the open-file limit."""
+    soft = resource.RLIM_INFINITY if soft == -1 else soft
+    monkeypatch.setattr(aligned.resource, "getrlimit", lambda _: (soft, resource.RLIM_INFINITY))
+    assert aligned.run_capacity() == expected
+    with aligned.shared_datasets():
+        assert aligned._shared is not None and aligned._shared.capacity == expected
