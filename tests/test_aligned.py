@@ -175,19 +175,25 @@ def _count_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return opened
 
 
+def _two_tiles(cfg: Config, demo_archive: DemoArchive, dates: int) -> tuple[list, list, list, list[str]]:
+    """The first `dates` items, the first two tiles, each tile's load without sharing, and the assets' paths."""
+    items = window_items(demo_archive)[:dates]
+    tiles = Pipeline(cfg).tiles[:2]
+    alone = [loading._read(items, tile, cfg, ()) for tile in tiles]
+    assets = [item.assets[name].get_absolute_href() for item in items for name in ("red", "nir08", "scl")]
+    return items, tiles, alone, assets
+
+
 def test_tiles_side_by_side_share_their_open_assets(
     cfg: Config, demo_archive: DemoArchive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Both tiles' loads inside shared_datasets: each asset opened once, the same pixels as without sharing."""
-    items = window_items(demo_archive)[:6]
-    tiles = Pipeline(cfg).tiles[:2]
-    alone = [loading._read(items, tile, cfg, ()) for tile in tiles]
+    items, tiles, alone, assets = _two_tiles(cfg, demo_archive, 6)
     opened = _count_opens(monkeypatch)
     with aligned.shared_datasets():
         shared = [loading._read(items, tile, cfg, ()) for tile in tiles]
         assert aligned._shared is not None and aligned._shared._open  # kept open for the next tile
     assert aligned._shared is None  # closed with the block
-    assets = [item.assets[name].get_absolute_href() for item in items for name in ("red", "nir08", "scl")]
     assert sorted(path for path in opened if path in assets) == sorted(assets)  # once each, for both tiles
     for ours, theirs in zip(shared, alone, strict=True):
         xr.testing.assert_identical(ours, theirs)
@@ -197,9 +203,7 @@ def test_tiles_loading_at_the_same_time_read_what_they_read_alone(
     cfg: Config, demo_archive: DemoArchive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two tiles' loads on two threads: the same pixels as alone; an asset busy for one is read later, not twice."""
-    items = window_items(demo_archive)[:8]
-    tiles = Pipeline(cfg).tiles[:2]
-    alone = [loading._read(items, tile, cfg, ()) for tile in tiles]
+    items, tiles, alone, assets = _two_tiles(cfg, demo_archive, 8)
     opened = _count_opens(monkeypatch)
     for _ in range(3):
         opened.clear()
@@ -207,7 +211,6 @@ def test_tiles_loading_at_the_same_time_read_what_they_read_alone(
             shared = list(pool.map(lambda tile: loading._read(items, tile, cfg, ()), tiles))
         for ours, theirs in zip(shared, alone, strict=True):
             xr.testing.assert_identical(ours, theirs)
-        assets = [item.assets[name].get_absolute_href() for item in items for name in ("red", "nir08", "scl")]
         assert set(assets) <= set(opened) and max(opened.count(a) for a in assets) <= 2
 
 
