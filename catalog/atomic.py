@@ -21,6 +21,16 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+def file_version(path: Path | str) -> tuple[int, int, int]:
+    """A file's modification time, size and inode: an atomic replace changes the inode, a rewrite the others.
+
+    What readers that keep something of a file (a parse, an open dataset, a loaded state) compare to notice a new
+    version of it. Raises OSError if the file is gone.
+    """
+    info = os.stat(path)
+    return info.st_mtime_ns, info.st_size, info.st_ino
+
+
 def fsync(path: Path) -> None:
     """Flush a file's content, or a folder's entries (making a rename durable), to disk."""
     fd = os.open(path, os.O_RDONLY)

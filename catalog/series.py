@@ -29,7 +29,7 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
-from catalog.atomic import atomic_path, commit_temp, make_temp, remove_temps
+from catalog.atomic import atomic_path, commit_temp, file_version, make_temp, remove_temps
 from catalog.errors import PublishError
 
 log = logging.getLogger(__name__)
@@ -435,13 +435,12 @@ def write_chunk(
 
 def chunk_dates(path: Path) -> list[str]:
     """The acquisition keys of a chunk, in band order."""
-    info = path.stat()
-    return list(_chunk_dates(str(path), info.st_mtime_ns, info.st_size, info.st_ino))
+    return list(_chunk_dates(str(path), file_version(path)))
 
 
 @functools.lru_cache(maxsize=4096)
-def _chunk_dates(path: str, _mtime_ns: int, _size: int, _inode: int) -> tuple[str, ...]:
-    """The chunk's dates, read once per file version (modification time, size, inode).
+def _chunk_dates(path: str, _version: tuple[int, int, int]) -> tuple[str, ...]:
+    """The chunk's dates, read once per file version (catalog.atomic.file_version).
 
     Every publication lists every chunk of each tile it publishes, and a tile's chunks accumulate with its updates.
     """

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import resource
 import threading
 from collections import OrderedDict
@@ -28,6 +27,8 @@ import numpy as np
 import rasterio
 import xarray as xr
 from rasterio.windows import Window
+
+from catalog.atomic import file_version
 
 if TYPE_CHECKING:
     import pystac
@@ -174,8 +175,7 @@ class SharedDatasets:
     @contextlib.contextmanager
     def reading(self, href: str, *, wait: bool = True) -> Iterator[rasterio.io.DatasetReader]:
         """A dataset of the asset, this thread's alone until the block ends; Busy if all are in use and not `wait`."""
-        status = os.stat(href.removeprefix("file://"))
-        key = (href, status.st_ino, status.st_size, status.st_mtime_ns)
+        key = (href, *file_version(href.removeprefix("file://")))
         retired: list[rasterio.io.DatasetReader] = []
         with self._lock:
             entry = self._open.get(key)

@@ -15,7 +15,6 @@ from catalog.locking import LockTimeout, file_lock
 from catalog.runs import RunLog, RunRecord
 from scheduler.clock import Clock
 from scheduler.config import ScheduleConfig
-from scheduler.loading import warm_up
 from scheduler.pipeline import Pipeline, RunResult
 
 log = logging.getLogger(__name__)
@@ -118,11 +117,13 @@ class UpdateJob:
         return started.isoformat(timespec="seconds")
 
     def _warm_up(self) -> None:
-        """What the first new acquisition's run would otherwise wait for; a failure only costs that run the time."""
+        """Import what the first new acquisition's run would otherwise wait for; a failure only costs it the time.
+
+        xarray's to_netcdf asks dask which scheduler runs, and that imports dask.distributed: ~0.25 s holding the
+        GIL at the process's first state save (the start-up run saves none when nothing is new). The index kernels
+        are loaded by every run itself (loading.warming_up), the start-up run first.
+        """
         try:
-            warm_up(self.pipeline.cfg)
-            # xarray's to_netcdf asks dask which scheduler runs, and that imports dask.distributed: ~0.25 s holding
-            # the GIL at the process's first state save (the start-up run saves none when nothing is new).
             importlib.import_module("distributed")
         except Exception:
             log.debug("warm-up failed", exc_info=True)
@@ -142,7 +143,7 @@ class UpdateJob:
             next_run_time=dt.datetime.now(dt.UTC),
         )
         scheduler.start()
-        # Beside the first run: the kernels an update needs are ready before the next acquisition arrives.
+        # Beside the first run: ready before the next acquisition arrives.
         threading.Thread(target=self._warm_up, name="nrt-warm-up", daemon=True).start()
         log.info("scheduler started: update every %.0f s", self.schedule.interval_seconds)
         try:

@@ -17,6 +17,7 @@ from pystac_client.stac_api_io import StacApiIO
 from shapely.geometry import box, shape
 from urllib3 import Retry
 
+from catalog.atomic import file_version
 from scheduler.clock import utc
 from scheduler.config import SourceConfig
 from scheduler.errors import SourceError
@@ -224,12 +225,11 @@ class StaticCatalogSource:
 
 
 def _stamp(path: Path, what: str) -> tuple[int, int, int]:
-    """A file's modification time, size and inode: any of them changes when it is rewritten or replaced."""
+    """The file's version (catalog.atomic.file_version); a SourceError naming `what` if it cannot be read."""
     try:
-        info = path.stat()
+        return file_version(path)
     except OSError as exc:
         raise SourceError(f"{what} {path} cannot be read: {exc}") from exc
-    return info.st_mtime_ns, info.st_size, info.st_ino
 
 
 def _item_files(catalog: Path) -> list[Path]:

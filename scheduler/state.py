@@ -22,7 +22,7 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
-from catalog.atomic import atomic_path
+from catalog.atomic import atomic_path, file_version
 from scheduler import backups
 from scheduler.errors import NotFittedError, StateError
 from scheduler.monitors import EXTRA_LAYERS, MONITOR_CLASSES, MonitorState
@@ -191,15 +191,9 @@ def save_state(state: TileState, path: Path, *, generations: int = 0) -> None:
             ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
         if generations > 0:
             backups.keep_current(path)
-    state.saved_as = (path, _file_stamp(path))
+    state.saved_as = (path, file_version(path))
     if generations > 0:
         backups.prune(path, generations)
-
-
-def _file_stamp(path: Path) -> tuple[int, int, int]:
-    """Modification time, size and inode: an atomic replace changes the inode, a rewrite the others."""
-    info = path.stat()
-    return info.st_mtime_ns, info.st_size, info.st_ino
 
 
 def current_state(path: Path, known: TileState | None) -> TileState:
@@ -216,7 +210,7 @@ def is_current(path: Path, known: TileState) -> bool:
     if known.saved_as is None or known.saved_as[0] != path:
         return False
     try:
-        return known.saved_as[1] == _file_stamp(path)
+        return known.saved_as[1] == file_version(path)
     except OSError:
         return False  # gone
 
