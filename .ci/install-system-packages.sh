@@ -45,8 +45,30 @@ mkdir -p /etc/postgresql-common/createcluster.d
 echo "create_main_cluster = off" > /etc/postgresql-common/createcluster.d/nrt-alerts-tests.conf
 echo "install-system-packages: disabled creation of the default PostgreSQL cluster"
 
+# A fresh machine often runs unattended upgrades: wait for another apt/dpkg to let go of its locks (up to
+# APT_LOCK_WAIT seconds) instead of failing at once. DPkg::Lock::Timeout covers dpkg's lock; the retry loop covers
+# the package lists' lock of `apt-get update`, which that option does not.
+APT_LOCK_WAIT="${APT_LOCK_WAIT:-600}"
+apt_with_wait() {
+    local deadline=$((SECONDS + APT_LOCK_WAIT)) log
+    log=$(mktemp)
+    until DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout="${APT_LOCK_WAIT}" "$@" 2>"${log}"; do
+        if grep -q -e "Could not get lock" -e "Unable to acquire" -e "is held by process" "${log}" \
+            && ((SECONDS < deadline)); then
+            echo "install-system-packages: another apt holds its lock; waiting ($((deadline - SECONDS)) s left)"
+            sleep 5
+            continue
+        fi
+        cat "${log}" >&2
+        rm -f "${log}"
+        return 1
+    done
+    cat "${log}" >&2
+    rm -f "${log}"
+}
+
 echo "install-system-packages: apt-get update"
-apt-get update -qq
+apt_with_wait update -qq
 echo "install-system-packages: installing ${missing[*]}"
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+apt_with_wait install -y -qq --no-install-recommends "${missing[@]}"
 echo "install-system-packages: done"

@@ -24,7 +24,7 @@ from catalog.locking import file_lock
 from catalog.mosaic import AreaGrid
 from catalog.publish import Publisher, StagedItem, TileReport, item_data_time
 from catalog.store import CatalogLayout, Publication, read_index
-from scheduler import aligned, parallel
+from scheduler import aligned, backups, parallel
 from scheduler.blocks import absorb_all, block_rows, join_blocks, load_rows, row_blocks, tile_rows
 from scheduler.clock import utc
 from scheduler.config import SCREENING_BANDS, Config
@@ -263,6 +263,11 @@ class Pipeline:
     ) -> TileOutcome:
         outcome = TileOutcome(tile.id)
         with file_lock(self._lock(tile)):
+            generations = self.cfg.output.state_generations
+            if generations > 0:
+                # A run killed between a save and its pruning left one generation too many: a tile with nothing
+                # new to absorb would keep it for ever (and a lowered setting would never take effect).
+                backups.prune(self.tile_state_path(tile), generations)
             state = current_state(self.tile_state_path(tile), known)
             if state.fingerprint != fingerprint(self.cfg):
                 raise StateError(

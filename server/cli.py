@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import gc
 import logging
 import os
 import sys
@@ -415,11 +414,6 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: user mistakes end with one readable line and a non-zero exit code."""
     args = build_parser().parse_args(argv)
     fmt = _setup_logging(args)
-    # The modules' objects live as long as the process: the collector need not walk them again and again
-    # (a fit's full collections took ~0.4 s of GIL time walking the imported libraries). Once per process:
-    # what a later call (tests) would freeze could include garbage, never collected then.
-    if not gc.get_freeze_count():
-        gc.freeze()
 
     def fail(exc: Exception, code: int) -> int:
         if fmt == "json":  # every stderr line stays parseable
