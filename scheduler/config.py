@@ -382,6 +382,7 @@ class ServerConfig(_Section):
     trusted_proxies: list[str] = Field(
         default=["127.0.0.1", "::1"], description="Peers whose X-Forwarded-* headers are honoured: IPs, CIDRs, '*'"
     )
+    access_log: bool = Field(default=True, description="One log line per request (method, path, status)")
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -148,6 +148,7 @@ def serve(cfg: Config, *, host: str, port: int, scheduler: bool) -> int:
     from scheduler.jobs import UpdateJob
     from server.app import create_app
     from server.auth import AdminTokenError
+    from server.graceful import GracefulServer
     from server.routers.admin import AdminActions
     from server.settings import ServerSettings
 
@@ -178,7 +179,14 @@ def serve(cfg: Config, *, host: str, port: int, scheduler: bool) -> int:
     log.info("serving http://%s:%d/ (map), /layers, /stac/catalog.json", host, port)
     # One worker: the scheduler lives in this process (N workers would run every job N times).
     # proxy_headers=False: the app honours X-Forwarded-* itself, from server.trusted_proxies only.
-    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
+    # log_config=None: uvicorn's lines go through our handlers (text or JSON), its access lines at INFO.
+    config = uvicorn.Config(
+        app, host=host, port=port, proxy_headers=False, log_config=None, access_log=cfg.server.access_log
+    )
+    logging.getLogger("uvicorn").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.INFO if cfg.server.access_log else logging.WARNING)
+    GracefulServer(config).run()
+    log.info("stopped")
     return 0
 
 
