@@ -398,15 +398,18 @@ class Pipeline:
 
         Called in the tile's thread as soon as its work is done: finished tiles' items are written while the
         others still compute, instead of all at the end. A failure here only leaves the item to publish().
+        Holds the tile's lock: another process staging the same tile's item would clear this one's temp files
+        as leftovers of a killed writer (the publication lock is shared between stagers).
         """
         try:
-            if not self._unpublished_times([tile], known):
-                return None
-            report = self._stored_report(tile, known)
-            if report is None:
-                return None
-            with self.publisher.lock(shared=True):  # each tile its own item: staged side by side
-                return self.publisher.stage_locked(report)
+            with file_lock(self._lock(tile)):
+                if not self._unpublished_times([tile], known):
+                    return None
+                report = self._stored_report(tile, known)
+                if report is None:
+                    return None
+                with self.publisher.lock(shared=True):  # each tile its own item: staged side by side
+                    return self.publisher.stage_locked(report)
         except (NrtAlertsError, PublishError, OSError) as exc:
             log.warning("tile %s: item not written ahead, the publication writes it: %s", tile.id, exc)
             return None

@@ -144,3 +144,47 @@ def test_stagers_share_the_publication_lock_and_a_publication_waits_for_them(tmp
             pass
     with file_lock(lock, timeout=0.3):
         pass  # free again once the stager is done
+
+
+def test_two_processes_staging_one_tile_never_clear_each_others_temp_files(
+    pristine: Config, tmp_path: Path, demo_archive: DemoArchive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two runs on one deployment (here two pipelines, each with its own lock-file handles, as two processes have)
+    # finish the same tile at once. The first one's stager is held inside a COG write, its temp file on disk.
+    import catalog.cog
+
+    first_run = _clone(pristine, tmp_path / "clone", demo_archive, side_by_side=1)
+    second_run = Pipeline(first_run.cfg)
+    tile = first_run.tiles[0]
+    first_run.update_tile(tile, UNTIL)  # the tile's state is now ahead of its published item
+    writing, release = threading.Event(), threading.Event()
+    held: dict[str, bool] = {}
+    real_translate = catalog.cog.cog_translate
+
+    def held_translate(src, dst, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if threading.current_thread().name == "first-stager" and not writing.is_set():
+            held["existed"] = Path(dst).exists()
+            writing.set()
+            release.wait(60)
+            held["survived"] = Path(dst).exists()
+        return real_translate(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(catalog.cog, "cog_translate", held_translate)
+    results: dict[str, object] = {}
+    first = threading.Thread(target=lambda: results.update(first=first_run.stage(tile)), name="first-stager")
+    first.start()
+    assert writing.wait(120), "the first stager never reached a COG write"
+    second = threading.Thread(target=lambda: results.update(second=second_run.stage(tile)))
+    second.start()
+    second.join(3)  # holding the tile lock, it waits for the first stager; without it, it clears the temp files
+    release.set()
+    first.join(120)
+    second.join(120)
+    assert held == {"existed": True, "survived": True}, "the other stager deleted a live temp file"
+    assert results["first"] is not None, "the first stager's item was not written"
+    # The second stager, let in after the first, may write the still unpublished item again: the last one holds.
+    final = results["second"] or results["first"]
+    assert first_run.publisher.staged_intact(final)  # type: ignore[arg-type]
+    folder = CatalogLayout(first_run.cfg.output.stac_dir).item_path(final.item["id"]).parent  # type: ignore[union-attr]
+    assert all((folder / asset["href"]).is_file() for asset in final.item["assets"].values())  # type: ignore[union-attr]
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")], "temp files left behind"
