@@ -2,8 +2,8 @@
 
 Each limit is named after the query parameter it bounds; a request beyond one is answered 400 (413 for a body,
 414 for a query string) with the parameter and the limit in `detail`, and the OpenAPI document shows it as the
-parameter's minimum/maximum. Expensive endpoints (statistics, pixel series) run at most `expensive_concurrency`
-at a time within `expensive_timeout_seconds`, so tiles and /healthz stay responsive while they run.
+parameter's minimum/maximum. A request that reads data gets `timeout_seconds`; the expensive ones (statistics,
+pixel series) run at most `expensive_concurrency` at a time, so tiles and /healthz stay responsive meanwhile.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Limits(BaseSettings):
     max_features: int = Field(default=16, ge=1, description="features in one GeoJSON body")
     expensive_concurrency: int = Field(default=2, ge=1, description="statistics/series requests run at once")
     expensive_queue_seconds: float = Field(default=10, ge=0, description="wait for a free slot before a 503")
-    expensive_timeout_seconds: float = Field(default=30, gt=0, description="time budget of one expensive request")
+    timeout_seconds: float = Field(default=30, gt=0, description="time budget of a data request (tiles, statistics)")
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,8 @@ def query_bounds(limits: Limits) -> dict[str, Bound]:
 
 # Tile paths of the TiTiler factory: /layers/{layer}/tiles/{tms}/{z}/{x}/{y}[.{format}]
 TILE_PATH = re.compile(r"/tiles/[^/]+/(-?\d+)/(-?\d+)/(-?\d+)(\.\w+)?$")
-# Statistics and pixel series read whole areas or many files: the time budget and the concurrency bound apply.
+# Requests that read layers get the time budget; statistics and pixel series (whole areas, many files) a slot too.
+READ_PATHS = re.compile(r"/(layers|point|series)/")
 EXPENSIVE_PATHS = (re.compile(r"/layers/[^/]+/statistics$"), re.compile(r"/series/[^/]+$"))
 # The WMS answers OGC exception reports and bounds its own WIDTH/HEIGHT/BBOX.
 OWN_LIMITS = re.compile(r"/wms/?$")
@@ -115,7 +116,7 @@ def query_refusal(path: str, query_string: bytes, limits: Limits) -> tuple[int, 
             return 400, reason
     params = QueryParams(query_string)
     bounds = query_bounds(limits)
-    names = set(params.keys())
+    names = list(dict.fromkeys(params.keys()))  # in the request's order: the first offender is named
     if ("width" in names) != ("height" in names) and "/statistics" in path:
         # One side alone takes the other from the area's aspect ratio, which a thin feature makes unbounded.
         return 400, "width and height go together (or give max_size alone)"
@@ -224,10 +225,10 @@ class LimitsMiddleware:
 
 
 class BudgetMiddleware:
-    """Pure ASGI: expensive requests wait for one of a few slots and answer 503 when over their time budget.
+    """Pure ASGI: data requests answer 503 past their time budget; expensive ones first wait for one of a few slots.
 
     The work itself runs in a worker thread that cannot be stopped: past the budget the client gets its 503 at
-    once, and the slot stays taken until the thread ends, so abandoned work still counts against the bound.
+    once, and a slot stays taken until its thread ends, so abandoned work still counts against the bound.
     """
 
     def __init__(self, app: ASGIApp, limits: Limits) -> None:
@@ -244,23 +245,25 @@ class BudgetMiddleware:
         return self._slots[loop]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run an expensive request within a slot and the time budget; pass the others on."""
-        if scope["type"] != "http" or not any(p.search(scope["path"]) for p in EXPENSIVE_PATHS):
+        """Run a data request within the time budget (an expensive one within a slot too); pass the others on."""
+        if scope["type"] != "http" or not READ_PATHS.search(scope["path"]):
             await self.app(scope, receive, send)
             return
+        if not any(p.search(scope["path"]) for p in EXPENSIVE_PATHS):
+            await self._within_budget(scope, receive, send, None)
+            return
+        slots = self.slots
         try:
-            await asyncio.wait_for(self.slots.acquire(), self.limits.expensive_queue_seconds or 0.001)
+            await asyncio.wait_for(slots.acquire(), self.limits.expensive_queue_seconds or 0.001)
         except TimeoutError:
-            reason = (
-                f"busy: {self.limits.expensive_concurrency} statistics or series requests are running "
-                f"(limit {self.limits.expensive_concurrency}); try again shortly"
-            )
+            count = self.limits.expensive_concurrency
+            reason = f"busy: all {count} slots for statistics and series requests are taken; try again shortly"
             await refused(503, reason, {"Retry-After": "5"})(scope, receive, send)
             return
-        await self._within_budget(scope, receive, send)
+        await self._within_budget(scope, receive, send, slots)
 
-    async def _within_budget(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the app in a task holding a slot until it ends; answer 503 if it outlasts the budget."""
+    async def _within_budget(self, scope: Scope, receive: Receive, send: Send, slots: asyncio.Semaphore | None) -> None:
+        """Run the app in a task (releasing `slots` when it ends); answer 503 if it outlasts the budget."""
         state = {"started": False, "abandoned": False}
 
         async def guarded_send(message: Message) -> None:
@@ -269,16 +272,16 @@ class BudgetMiddleware:
             state["started"] = True
             await send(message)
 
-        slots = self.slots
         task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
-        task.add_done_callback(lambda _: slots.release())
-        done, _ = await asyncio.wait({task}, timeout=self.limits.expensive_timeout_seconds)
+        if slots is not None:
+            task.add_done_callback(lambda _: slots.release())
+        done, _ = await asyncio.wait({task}, timeout=self.limits.timeout_seconds)
         if task in done or state["started"]:
             await task  # finished, or already answering: let it complete (and raise what it raised)
             return
         state["abandoned"] = True
         task.add_done_callback(_consume)
-        budget = self.limits.expensive_timeout_seconds
+        budget = self.limits.timeout_seconds
         await refused(503, f"the request exceeded its time budget of {budget:g} s")(scope, receive, send)
 
 
