@@ -22,10 +22,12 @@ import httpx
 import morecantile
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 
+from server.app import create_app
 from server.limits import BudgetMiddleware, Limits
 from server.settings import ServerSettings
 
@@ -385,3 +387,15 @@ def test_abandoned_work_keeps_its_slot_and_cheap_requests_pass() -> None:
         assert await _call(budget, "/layers/alerts/statistics") == (200, {"path": "/layers/alerts/statistics"})
 
     asyncio.run(scenario())
+
+
+def test_limits_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NRT_ALERTS_SERVER_LIMIT_<NAME> changes a limit: the refusal and the OpenAPI maximum follow it."""
+    monkeypatch.setenv("NRT_ALERTS_SERVER_LIMIT_MAX_TILESIZE", "512")
+    client = TestClient(create_app(ServerSettings(stac_dir=tmp_path)))
+    response = client.get("/layers/alerts/tiles/WebMercatorQuad/14/0/0.png?tilesize=513")
+    assert response.status_code == 400
+    assert response.json() == {"detail": "tilesize=513 is outside the limit: tilesize must be between 1 and 512"}
+    tile = client.get("/openapi.json").json()["paths"]["/layers/{layer}/tiles/{tileMatrixSetId}/{z}/{x}/{y}.{format}"]
+    tilesize = next(p for p in tile["get"]["parameters"] if p["name"] == "tilesize")
+    assert numeric_schemas(tilesize)[0]["maximum"] == 512
