@@ -16,6 +16,7 @@ from server.auth import load_admin_token
 from server.caching import CachingMiddleware
 from server.errors import add_exception_handlers
 from server.guard import RefusePathsMiddleware
+from server.limits import BudgetMiddleware, LimitsMiddleware, document_limits
 from server.proxy import ForwardedHeadersMiddleware, PublicURLMiddleware
 from server.reader import guarded_reader
 from server.registry import LayerRegistry
@@ -54,11 +55,11 @@ def create_app(
     app.state.settings = settings
     app.state.started = dt.datetime.now(dt.UTC)
     app.state.registry = LayerRegistry(settings.stac_dir)
-    app.state.reader = guarded_reader(settings.stac_dir)
+    app.state.reader = guarded_reader(settings.stac_dir, settings.limits.max_image_size)
     app.state.admin_token = load_admin_token(settings)
     app.state.admin_actions = admin_actions
 
-    tiler = layer_tiler(settings.stac_dir)
+    tiler = layer_tiler(settings.stac_dir, settings.limits.max_image_size)
     app.include_router(tiler.router, prefix="/layers/{layer}", tags=["Layers"])
     app.include_router(point.router)
     app.include_router(series.router)
@@ -74,10 +75,15 @@ def create_app(
     app.mount("/stac", catalog_files(settings.stac_dir), name="stac")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     add_exception_handlers(app)
+    document_limits(app, settings.limits)
 
-    # Added first, so it runs inside RefusePathsMiddleware: a 304 is never answered for a request it refuses.
+    # Innermost: only the work itself holds a slot of the expensive requests, never a refused or cached request.
+    app.add_middleware(BudgetMiddleware, limits=settings.limits)
+    # Added early, so it runs inside RefusePathsMiddleware: a 304 is never answered for a request it refuses.
     app.add_middleware(CachingMiddleware, registry=app.state.registry, latest_max_age=settings.latest_max_age)
     app.add_middleware(RefusePathsMiddleware)
+    # Inside CORS, so a browser can read why a request was refused.
+    app.add_middleware(LimitsMiddleware, limits=settings.limits)
 
     app.add_middleware(
         CORSMiddleware,

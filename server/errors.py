@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioIOError
@@ -53,9 +54,21 @@ async def gdal_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "the layer could not be read"}, status_code=500)
 
 
+# A body that fails validation is not echoed back (a 20 MB body made a 40 MB answer): where and why, that is all.
+MAX_VALIDATION_ERRORS = 10
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each invalid field and why, without the submitted values."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+    return JSONResponse({"detail": errors[:MAX_VALIDATION_ERRORS]}, status_code=422)
+
+
 def add_exception_handlers(app: FastAPI) -> None:
     """Answer every mapped exception with its status and a one-line reason, never a traceback."""
     app.add_exception_handler(CPLE_BaseError, gdal_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
     for exc_type, code in STATUS_CODES.items():
 
         async def handler(request: Request, exc: Exception, code: int = code) -> JSONResponse:

@@ -8,6 +8,9 @@ from typing import Any
 
 import attr
 import numpy as np
+from morecantile import Tile, TileMatrixSet
+from rasterio.crs import CRS
+from rasterio.warp import transform_bounds
 from rio_tiler.constants import WGS84_CRS
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData, PointData
@@ -23,10 +26,32 @@ SIBLING_READ = {"indexes": 1, "resampling_method": "nearest", "reproject_method"
 STATUS_COLOURS = visible_colours(status_colormap())
 # Geometry options of `part` that define the output grid, forwarded to sibling reads.
 GRID_OPTIONS = ("padding",)
+# Tiles go this many zooms past the native resolution: a pixel is then 4 screen pixels wide, easy to click.
+OVERZOOM = 2
+# Tiles start at the zoom where the whole area has shrunk to at most this many pixels, so a map zoomed out to see
+# the area among its surroundings still shows it (below, it would be a dot).
+AREA_MIN_PIXELS = 32
 
 
-def guarded_reader(root: Path) -> type[Reader]:
-    """Build a Reader class that refuses any input outside `root` (also what WMS LAYERS would reach)."""
+def area_minzoom(tms: TileMatrixSet, crs: CRS, bounds: tuple[float, float, float, float], native: int) -> int:
+    """The highest zoom (at most `native`) at which the area spans at most AREA_MIN_PIXELS pixels."""
+    try:
+        left, bottom, right, top = transform_bounds(crs, tms.rasterio_crs, *bounds, densify_pts=21)
+    except Exception:  # noqa: BLE001 - an area its TMS cannot represent: every zoom from the first
+        return tms.minzoom
+    extent = max(right - left, top - bottom)
+    for zoom in range(native, tms.minzoom - 1, -1):
+        if extent / tms.matrix(zoom).cellSize <= AREA_MIN_PIXELS:
+            return zoom
+    return tms.minzoom
+
+
+def guarded_reader(root: Path, max_part_size: int = 1024) -> type[Reader]:
+    """Build a Reader class that refuses any input outside `root` (also what WMS LAYERS would reach).
+
+    A part read without a size (TiTiler's feature statistics) is at native resolution up to `max_part_size`
+    pixels a side, and scaled down to that beyond: a world-sized polygon must not read a world of pixels.
+    """
     allowed = root.resolve()
 
     @attr.s
@@ -52,19 +77,55 @@ def guarded_reader(root: Path) -> type[Reader]:
             else:
                 super()._get_colormap()
 
+        @property
+        def minzoom(self) -> int:
+            """The zoom at which the whole area has shrunk to a small patch (tiles answer at every zoom)."""
+            return area_minzoom(self.tms, self.crs, self.bounds, super().maxzoom)
+
+        @property
+        def maxzoom(self) -> int:
+            """The zoom of the native resolution + OVERZOOM."""
+            return min(super().maxzoom + OVERZOOM, self.tms.maxzoom)
+
+        def tile(
+            self, tile_x: int, tile_y: int, tile_z: int, tilesize: int | None = None, *args: Any, **kwargs: Any
+        ) -> ImageData:
+            """A tile; outside the layer's bounds an empty (fully masked) one, so maps get a transparent image."""
+            if self.tile_exists(tile_x, tile_y, tile_z):
+                return super().tile(tile_x, tile_y, tile_z, tilesize, *args, **kwargs)
+            matrix = self.tms.matrix(tile_z)
+            buffer = int(2 * (kwargs.get("buffer") or 0))
+            shape = (1, (tilesize or matrix.tileHeight) + buffer, (tilesize or matrix.tileWidth) + buffer)
+            return ImageData(
+                np.ma.masked_all(shape, dtype=self.dataset.dtypes[0]),
+                bounds=self.tms.xy_bounds(Tile(x=tile_x, y=tile_y, z=tile_z)),
+                crs=self.tms.rasterio_crs,
+            )
+
         def part(self, bbox: Any, *args: Any, **kwargs: Any) -> ImageData:
-            """Read part of the layer, masking the pixels the alert filter drops."""
-            img = super().part(bbox, *args, **kwargs)
-            if self.alert_filter is None:
-                return img
+            """Read part of the layer (bounded in size), masking the pixels the alert filter drops."""
             # rio-tiler's part takes these positionally after bbox; name them so siblings get the same grid.
             names = ("dst_crs", "bounds_crs", "indexes", "expression", "max_size", "height", "width", "buffer")
             options = {**dict(zip(names, args, strict=False)), **kwargs}
+            if not any(options.get(k) for k in ("max_size", "height", "width")):
+                if self._native_size(bbox, options.get("bounds_crs") or WGS84_CRS) > max_part_size:
+                    options["max_size"] = max_part_size
+            img = super().part(bbox, **options)
+            if self.alert_filter is None:
+                return img
             grid = {k: options.get(k) for k in ("dst_crs", "max_size", "height", "width", "buffer")}
             grid["bounds_crs"] = options.get("bounds_crs", WGS84_CRS)
             grid.update({k: options[k] for k in GRID_OPTIONS if options.get(k) is not None})
             keep = self._keep(lambda src: src.part(bbox, **grid, **SIBLING_READ).array[0])
             return _masked_image(img, keep)
+
+        def _native_size(self, bbox: Any, bounds_crs: CRS) -> float:
+            """The longer side, in the layer's pixels, of a bbox (infinite when it cannot be placed)."""
+            try:
+                left, bottom, right, top = transform_bounds(bounds_crs, self.crs, *bbox, densify_pts=21)
+            except Exception:  # noqa: BLE001 - PROJ refuses some bboxes: read those at the bounded size
+                return float("inf")
+            return max((right - left) / abs(self.transform.a), (top - bottom) / abs(self.transform.e))
 
         def read(self, *args: Any, **kwargs: Any) -> ImageData:
             """Read the whole layer (previews, statistics), masking the pixels the alert filter drops."""

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from server.limits import Limits
+
 # A reverse proxy on the same host is the usual setup; anything else must be named (as uvicorn's default).
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.1", "::1")
 
@@ -48,6 +50,8 @@ class ServerSettings(BaseSettings):
         default=list(DEFAULT_TRUSTED_PROXIES),
         description="Peers (IPs, CIDRs, '*') whose X-Forwarded-Proto/-Host/-Prefix/-For headers are honoured",
     )
+
+    limits: Limits = Field(default_factory=Limits, description="Limits on the work one request may ask for")
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -26,14 +26,15 @@ COLORMAPS = default_cmap.register(
 )
 
 
-def layer_tiler(stac_dir: Path) -> TilerFactory:
+def layer_tiler(stac_dir: Path, max_part_size: int) -> TilerFactory:
     """A TilerFactory whose dataset is the named layer's mosaic, never a client-supplied `url`.
 
     Every layer accepts the alert filters (detected_after, detected_before, min_confidence, stage): they read the
     status, date and confidence layers of the same publication, so e.g. magnitudes of confirmed alerts only work too.
+    A feature's statistics read at most `max_part_size` pixels a side unless the request names a size.
     """
     return TilerFactory(
-        reader=guarded_reader(stac_dir),
+        reader=guarded_reader(stac_dir, max_part_size),
         # Reader options: the filters reach the Reader, which masks tiles, parts, statistics and points alike.
         reader_dependency=FilterParams,
         path_dependency=layer_path,
