@@ -6,13 +6,27 @@ from collections.abc import Iterator
 from urllib.parse import parse_qs
 
 import httpx
+import numpy as np
 import pytest
 from playwright.sync_api import Route, sync_playwright
-from test_web_map import CHROMIUM, FLAGS, VIEWPORT, _sample, _wait_idle, areas  # noqa: F401 (areas: a fixture)
+from rasterio.warp import transform_bounds
+from test_web_map import (  # noqa: F401 (areas: a fixture)
+    CHROMIUM,
+    FLAGS,
+    VIEWPORT,
+    _grid,
+    _project,
+    _sample,
+    _screenshot,
+    _wait_idle,
+    areas,
+)
 
 from conftest import DemoRun
 
 pytestmark = pytest.mark.browser
+# The background's colours (map.js BG).
+LAND, SEA, OUTLINE = np.array([244, 242, 236]), np.array([219, 230, 236]), np.array([46, 91, 42])
 
 
 def _loopback_only(base: str, outside: list[str]):
@@ -209,3 +223,32 @@ def test_docs_render_offline(browser: MapBrowser) -> None:
     assert icon == f"{browser.base}/favicon.ico"
     assert not errors, errors
     assert not browser.outside, browser.outside
+
+
+def test_offline_background_shows_where_the_area_is(static_run: DemoRun, browser: MapBrowser) -> None:
+    page = browser.open()
+    page.wait_for_function("() => window.nrt.background === true", timeout=20_000)
+    # The monitored area's outline: a dark green line along its western edge, at the fitted view.
+    with _grid(static_run) as src:
+        west, south, east, north = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    _wait_idle(page)
+    image = _screenshot(page)
+    ((x, y),) = _project(page, np.array([west]), np.array([(south + north) / 2]))
+    window = image[int(y), int(x) - 3 : int(x) + 4]
+    assert (np.abs(window - OUTLINE).max(axis=1) <= 24).any(), window
+    # Zoomed out to the region: land and sea from the vendored Natural Earth data, the 10-degree graticule.
+    page.evaluate("() => window.nrt.map.jumpTo({ center: [15, 45], zoom: 4 })")
+    page.wait_for_timeout(200)
+    _wait_idle(page)
+    image = _screenshot(page)
+    places = {"land": (12.5, 51.5), "sea": (18.5, 36.5), "meridian": (10, 47.5)}
+    xy = _project(page, np.array([p[0] for p in places.values()]), np.array([p[1] for p in places.values()]))
+    at = {name: image[int(py), int(px)] for name, (px, py) in zip(places, xy, strict=True)}
+    assert np.abs(at["land"] - LAND).max() <= 6, at
+    assert np.abs(at["sea"] - SEA).max() <= 6, at
+    # A 1 px line: at least half a pixel of it lands on one of the two columns nearest the meridian.
+    mx, my = xy[2]
+    row = image[int(my), int(mx) - 1 : int(mx) + 2]
+    assert (LAND.sum() - row.sum(axis=1) >= 3 * 15).any(), row
+    assert np.abs(image[int(my), int(mx) + 8] - LAND).max() <= 6  # and land beside it
+    page.close()

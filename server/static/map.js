@@ -321,6 +321,56 @@ async function loadNewest() {
   }
 }
 
+// ---- a background that shows where you are, offline: Natural Earth land and borders (world-atlas 1:50m,
+// vendored), a graticule, and the monitored area's outline. Land is coarse (a few km): orientation, not detail.
+const WORLD = 'static/vendor/world-atlas-2.0.2/countries-50m.json';
+const BG = { sea: '#dbe6ec', land: '#f4f2ec', border: '#a89f91', graticule: '#c3ccd3', outline: '#2e5b2a' };
+
+function graticule([w, s, e, n]) {
+  const lines = [];
+  const add = (step, x0, x1, y0, y1) => {
+    for (let x = Math.ceil(x0 / step) * step; x <= x1 + 1e-9; x += step) {
+      lines.push({ type: 'Feature', properties: { step }, geometry: { type: 'LineString', coordinates: [[x, y0], [x, y1]] } });
+    }
+    for (let y = Math.ceil(y0 / step) * step; y <= y1 + 1e-9; y += step) {
+      lines.push({ type: 'Feature', properties: { step }, geometry: { type: 'LineString', coordinates: [[x0, y], [x1, y]] } });
+    }
+  };
+  add(10, -180, 180, -80, 80);
+  add(1, Math.floor(w) - 10, Math.ceil(e) + 10, Math.max(-85, Math.floor(s) - 10), Math.min(85, Math.ceil(n) + 10));
+  add(0.1, Math.floor(w) - 1, Math.ceil(e) + 1, Math.floor(s) - 1, Math.ceil(n) + 1);
+  return { type: 'FeatureCollection', features: lines };
+}
+
+async function addBackground(map, bounds) {
+  const [w, s, e, n] = bounds;
+  const first = map.getStyle().layers.find((l) => l.id !== 'background')?.id;
+  const line = (id, source, paint, extra = {}) => map.addLayer({ id, type: 'line', source, paint, ...extra }, first);
+  map.addSource('graticule', { type: 'geojson', data: graticule(bounds) });
+  line('graticule-10', 'graticule', { 'line-color': BG.graticule, 'line-width': 1 }, { filter: ['==', ['get', 'step'], 10] });
+  line('graticule-1', 'graticule', { 'line-color': BG.graticule, 'line-width': 0.8 },
+    { filter: ['==', ['get', 'step'], 1], minzoom: 5 });
+  line('graticule-01', 'graticule', { 'line-color': BG.graticule, 'line-width': 0.6, 'line-dasharray': [2, 2] },
+    { filter: ['==', ['get', 'step'], 0.1], minzoom: 9 });
+  const ring = [[w, s], [e, s], [e, n], [w, n], [w, s]];
+  map.addSource('area', { type: 'geojson', data: { type: 'Feature', properties: {}, geometry: { type: 'LineString', coordinates: ring } } });
+  map.addLayer({ id: 'area-outline', type: 'line', source: 'area', paint: { 'line-color': BG.outline, 'line-width': 2 } },
+    'alerts');
+  try {
+    const topo = await (await fetch(BASE + WORLD)).json();
+    const land = topojson.feature(topo, topo.objects.land);
+    const borders = topojson.mesh(topo, topo.objects.countries, (a, b) => a !== b);
+    map.addSource('land', { type: 'geojson', data: land, attribution: 'Natural Earth' });
+    map.addSource('borders', { type: 'geojson', data: borders });
+    map.addLayer({ id: 'land', type: 'fill', source: 'land', paint: { 'fill-color': BG.land } }, 'graticule-10');
+    map.addLayer({ id: 'borders', type: 'line', source: 'borders', paint: { 'line-color': BG.border, 'line-width': 1 } },
+      'graticule-10');
+  } catch (err) {
+    // without the world outline the map still works: the graticule and the area's outline remain
+  }
+  state.background = true;
+}
+
 async function loadLegend() {
   try {
     const entries = await getJSON('alerts/legend');
@@ -357,7 +407,7 @@ async function main() {
     style: {
       version: 8,
       sources: {},
-      layers: [{ id: 'background', type: 'background', paint: { 'background-color': '#f4f2ec' } }],
+      layers: [{ id: 'background', type: 'background', paint: { 'background-color': BG.sea } }],
     },
     center: [0, 0],
     zoom: 1,
@@ -387,6 +437,7 @@ async function main() {
   const paint = { 'raster-resampling': 'nearest', 'raster-fade-duration': 0 };
   map.addLayer({ id: 'context', type: 'raster', source: 'context', paint });
   map.addLayer({ id: 'alerts', type: 'raster', source: 'alerts', paint });
+  addBackground(map, tj.bounds);
   if (view.center) map.jumpTo({ center: view.center, zoom: view.zoom });
   else map.fitBounds([[w, s], [e, n]], { padding: 20, animate: false });
   map.on('click', onClick);
