@@ -10,11 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 from fastapi.testclient import TestClient
+from rasterio.crs import CRS
 
 from catalog.encoding import CONFIRMED_CODES, days_since_epoch
 from catalog.store import CatalogLayout, read_index
 from server.app import create_app
+from server.routers.alerts import pixel_area_m2
 from server.settings import ServerSettings
 
 from conftest import DemoRun, latest_layers
@@ -119,3 +122,13 @@ def test_two_apps_with_equal_publication_ids_keep_their_own_lists(static_run: De
         # And the other way round, now that both lists are cached.
         assert _newest(a)["patches"] == seen_a["patches"]
         assert _newest(b)["patches"] == []
+
+
+def test_pixel_area_on_projected_and_geographic_grids() -> None:
+    assert pixel_area_m2(Affine(20, 0, 500000, 0, -20, 5400000), CRS.from_epsg(32633), 48.7) == 400
+    # US survey feet: a 10 ft pixel is 9.29 m2.
+    assert pixel_area_m2(Affine(10, 0, 0, 0, -10, 0), CRS.from_epsg(2263), 40.7) == pytest.approx(9.2903, abs=1e-3)
+    # 0.0001 degree: about 11.12 m a side at the equator, half the area at 60 degrees.
+    lonlat = Affine(0.0001, 0, 0, 0, -0.0001, 0)
+    assert pixel_area_m2(lonlat, CRS.from_epsg(4326), 0.0) == pytest.approx(123.64, abs=0.01)
+    assert pixel_area_m2(lonlat, CRS.from_epsg(4326), 60.0) == pytest.approx(61.82, abs=0.01)

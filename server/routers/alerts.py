@@ -94,16 +94,18 @@ def pixel_area_m2(transform: Affine, crs: CRS, latitude: float) -> float:
     return cell * metres_per_unit**2
 
 
-def _read(request: Request, registry: LayerRegistry, version: str, alert_filter: AlertFilter | None) -> dict:
-    """The full-resolution arrays the patches and the filter need, by asset, with the grid."""
+def _read(
+    request: Request, registry: LayerRegistry, version: str, alert_filter: AlertFilter | None
+) -> tuple[dict[str, np.ma.MaskedArray], Affine, CRS]:
+    """The full-resolution layers the patches and the filter need, by asset, and their grid."""
     specs = [STATUS, DATE] + ([CONFIDENCE] if alert_filter and alert_filter.needs_confidence else [])
-    arrays: dict = {}
+    arrays: dict[str, np.ma.MaskedArray] = {}
     for spec in specs:
         resolved = registry.resolve(spec.name, version)
         with request.app.state.reader(str(resolved.path)) as src:
             arrays[spec.asset] = src.dataset.read(1, masked=True)
-            arrays["transform"], arrays["crs"] = src.dataset.transform, src.dataset.crs
-    return arrays
+            transform, crs = src.dataset.transform, src.dataset.crs
+    return arrays, transform, crs
 
 
 def _patches(
@@ -115,9 +117,8 @@ def _patches(
     cached = cache.get(key)
     if cached is not None:
         return cached
-    arrays = _read(request, registry, version, alert_filter)
+    arrays, transform, crs = _read(request, registry, version, alert_filter)
     status, date = arrays[STATUS.asset], arrays[DATE.asset]
-    transform, crs = arrays["transform"], arrays["crs"]
     alerts = np.isin(np.ma.filled(status, 0), CONFIRMED_CODES)
     if alert_filter is not None:
         # The same pixels the filtered tiles show: patches are grouped after filtering.
