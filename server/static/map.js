@@ -279,7 +279,10 @@ function niceStep(raw) {
 function renderNewest(patches) {
   const list = $('newest');
   list.innerHTML = '';
-  if (!patches.length) list.innerHTML = '<li>No confirmed alerts.</li>';
+  if (!patches.length) {
+    list.innerHTML = Object.keys(state.filters).length
+      ? '<li>No confirmed alerts pass the filters.</li>' : '<li>No confirmed alerts.</li>';
+  }
   patches.forEach((p, i) => {
     const li = document.createElement('li');
     const b = document.createElement('button');
