@@ -51,6 +51,9 @@ def create_app(
         title=settings.title,
         description="Near-real-time forest disturbance alerts: XYZ tiles, point queries and a STAC catalog.",
         lifespan=lifespan,
+        # /docs is served by server.routers.pages from the vendored Swagger UI (FastAPI's own loads it from a CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.started = dt.datetime.now(dt.UTC)

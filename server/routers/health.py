@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -14,6 +14,8 @@ from catalog.runs import RunLog
 from server.deps import RegistryDep, SettingsDep
 
 router = APIRouter()
+# Health and status change with every run: a browser must never answer the map's poll from its cache.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 class Health(BaseModel):
@@ -57,7 +59,7 @@ def healthz(request: Request, registry: RegistryDep, settings: SettingsDep) -> J
         published=latest.published.isoformat() if latest else None,
         publications=len(index.publications),
     )
-    return JSONResponse(health.model_dump(), status_code=200 if status == "ok" else 503)
+    return JSONResponse(health.model_dump(), status_code=200 if status == "ok" else 503, headers=NO_STORE)
 
 
 class Status(BaseModel):
@@ -68,8 +70,9 @@ class Status(BaseModel):
 
 
 @router.get("/status", response_model=Status, operation_id="getStatus", tags=["Health"])
-def run_status(settings: SettingsDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Status:
+def run_status(response: Response, settings: SettingsDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Status:
     """The latest update runs: start, end, tiles, acquisitions, outcome, error."""
+    response.headers.update(NO_STORE)
     log = RunLog(settings.run_log_path)
     success = log.last_success()
     runs = [asdict(r) for r in reversed(log.read())][:limit]

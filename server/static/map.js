@@ -7,7 +7,8 @@ const TILES = `${BASE}layers/alerts/tiles/WebMercatorQuad/{z}/{x}/{y}.png`;
 const DAY_MS = 86400000;
 const $ = (id) => document.getElementById(id);
 
-const state = { version: null, filters: {}, map: null, newest: [] };
+// version: the publication shown; latest: the newest one; pinned: an earlier one the analyst chose (else null).
+const state = { version: null, latest: null, pinned: null, filters: {}, map: null, newest: [], marker: null };
 window.nrt = state;  // for debugging and the browser tests
 
 const isoDay = (days) => new Date(days * DAY_MS).toISOString().slice(0, 10);
@@ -27,9 +28,42 @@ function alertUrl(filters) {
 }
 
 function setStatus(health) {
-  $('status').textContent = health.latest_version
-    ? `Alerts as of ${health.latest_datetime.slice(0, 10)} (version ${health.latest_version})`
-    : 'Nothing published yet: the first run is still going. Reload in a minute.';
+  if (!health.latest_version) {
+    $('status').textContent = 'Nothing published yet: the first run is still going. Reload in a minute.';
+  } else if (state.pinned) {
+    $('status').textContent = `Earlier publication ${state.pinned} (latest: ${health.latest_version})`;
+  } else {
+    $('status').textContent = `Alerts as of ${health.latest_datetime.slice(0, 10)} (version ${health.latest_version})`;
+  }
+}
+
+// ---- the view in the URL hash, to share or bookmark: #map=zoom/lat/lon&after=&before=&conf=&version=
+function readHash() {
+  const q = new URLSearchParams(location.hash.slice(1));
+  const view = {};
+  const m = (q.get('map') || '').split('/').map(Number);
+  if (m.length === 3 && m.every(Number.isFinite)) {
+    view.zoom = m[0];
+    view.center = [m[2], m[1]];
+  }
+  for (const key of ['after', 'before']) {
+    if (/^\d{4}-\d{2}-\d{2}$/.test(q.get(key) || '')) view[key] = dayOf(q.get(key));
+  }
+  if (Number.isFinite(+q.get('conf')) && +q.get('conf') > 0) view.conf = +q.get('conf');
+  if (q.get('version')) view.version = q.get('version');
+  return view;
+}
+
+function writeHash() {
+  if (!state.ready) return;  // the view being restored is not the analyst's yet
+  const map = state.map, c = map.getCenter();
+  const q = new URLSearchParams();
+  q.set('map', `${map.getZoom().toFixed(2)}/${c.lat.toFixed(6)}/${c.lng.toFixed(6)}`);
+  if (state.filters.detected_after) q.set('after', state.filters.detected_after);
+  if (state.filters.detected_before) q.set('before', state.filters.detected_before);
+  if (state.filters.min_confidence) q.set('conf', state.filters.min_confidence);
+  if (state.pinned) q.set('version', state.pinned);
+  history.replaceState(null, '', `#${q.toString().replaceAll('%2F', '/')}`);
 }
 
 // ---- filters: only sent when set; a server that refuses them (400) leaves the alert tiles unfiltered.
@@ -76,11 +110,37 @@ async function applyFilters() {
     $('filter-note').textContent = 'The server does not accept these filters yet: showing all alerts.';
   }
   refreshAlerts();
+  await loadNewest();
+  writeHash();
 }
 
 function refreshAlerts() {
   const source = state.map.getSource('alerts');
   if (source) source.setTiles([alertUrl(state.filters)]);
+  const context = state.map.getSource('context');
+  if (context) context.setTiles([contextUrl()]);
+}
+
+function contextUrl() {
+  return `${TILES}?colormap_name=context${state.version ? `&version=${state.version}` : ''}`;
+}
+
+// ---- choosing a publication: 'latest' follows new publications, an earlier one stays put
+function fillVersions(versions) {
+  const select = $('version'), chosen = state.pinned || '';
+  select.innerHTML = '<option value="">latest (follows new publications)</option>' +
+    [...versions].reverse().map((v) => `<option value="${esc(v)}">${esc(v)}</option>`).join('');
+  select.value = chosen;
+}
+
+async function chooseVersion(id) {
+  state.pinned = id && id !== state.latest ? id : null;
+  state.version = state.pinned || state.latest;
+  $('version').value = state.pinned || '';
+  setStatus(state.health);
+  refreshAlerts();
+  await loadNewest();
+  writeHash();
 }
 
 // ---- side panel with the decoded alert at a clicked pixel
@@ -89,8 +149,19 @@ function showPanel(rows) {
   $('panel').hidden = false;
 }
 
+// A marker where the analyst clicked: which pixel the panel describes.
+function placeMarker(lngLat) {
+  if (!state.marker) {
+    state.marker = new maplibregl.Marker({ color: '#1f4fbf' });
+    state.marker.getElement().id = 'click-marker';
+    state.marker.getElement().title = 'The pixel the panel describes';
+  }
+  state.marker.setLngLat(lngLat).addTo(state.map);
+}
+
 async function onClick(ev) {
   const { lng, lat } = ev.lngLat;
+  placeMarker(ev.lngLat);
   const q = state.version ? `?version=${state.version}` : '';
   try {
     const r = await fetch(`${BASE}point/${lng.toFixed(6)},${lat.toFixed(6)}${q}`);
@@ -208,17 +279,25 @@ function niceStep(raw) {
 function renderNewest(patches) {
   const list = $('newest');
   list.innerHTML = '';
-  if (!patches.length) list.innerHTML = '<li>No confirmed alerts.</li>';
+  if (!patches.length) {
+    list.innerHTML = Object.keys(state.filters).length
+      ? '<li>No confirmed alerts pass the filters.</li>' : '<li>No confirmed alerts.</li>';
+  }
   patches.forEach((p, i) => {
     const li = document.createElement('li');
     const b = document.createElement('button');
     b.type = 'button';
     b.dataset.index = i;
-    b.textContent = `${p.detection_date ?? '?'} · ${p.pixels} px`;
+    b.textContent = `${p.detection_date ?? '?'} · ${haText(p.area_ha)}`;
+    b.title = `${p.pixels} pixels`;
     b.addEventListener('click', () => zoomTo(p));
     li.appendChild(b);
     list.appendChild(li);
   });
+}
+
+function haText(ha) {
+  return `${ha >= 100 ? ha.toFixed(0) : ha.toFixed(2)} ha`;
 }
 
 function zoomTo(p) {
@@ -227,16 +306,72 @@ function zoomTo(p) {
   state.map.easeTo({ center: [p.longitude, p.latitude], zoom: cam ? cam.zoom : 15, duration: 500 });
 }
 
+// The list shows what the map shows: the same publication and filters as the alert tiles.
+let newestRequest = 0;
 async function loadNewest() {
+  const mine = ++newestRequest;
+  const q = new URLSearchParams({ limit: 500, ...state.filters });
+  if (state.version) q.set('version', state.version);
   try {
-    const body = await getJSON('alerts/newest?limit=500');
+    const body = await getJSON(`alerts/newest?${q}`);
+    if (mine !== newestRequest) return state.newest;  // a later filter or version won
     state.newest = body.patches;
     renderNewest(body.patches.slice(0, 20));
     return body.patches;
   } catch (err) {
-    $('newest').innerHTML = `<li>${esc(err)}</li>`;
+    if (mine === newestRequest) $('newest').innerHTML = `<li>${esc(err)}</li>`;
     return [];
   }
+}
+
+// ---- a background that shows where you are, offline: Natural Earth land and borders (world-atlas 1:50m,
+// vendored), a graticule, and the monitored area's outline. Land is coarse (a few km): orientation, not detail.
+const WORLD = 'static/vendor/world-atlas-2.0.2/countries-50m.json';
+const BG = { sea: '#dbe6ec', land: '#f4f2ec', border: '#a89f91', graticule: '#c3ccd3', outline: '#2e5b2a' };
+
+function graticule([w, s, e, n]) {
+  const lines = [];
+  const add = (step, x0, x1, y0, y1) => {
+    for (let x = Math.ceil(x0 / step) * step; x <= x1 + 1e-9; x += step) {
+      lines.push({ type: 'Feature', properties: { step }, geometry: { type: 'LineString', coordinates: [[x, y0], [x, y1]] } });
+    }
+    for (let y = Math.ceil(y0 / step) * step; y <= y1 + 1e-9; y += step) {
+      lines.push({ type: 'Feature', properties: { step }, geometry: { type: 'LineString', coordinates: [[x0, y], [x1, y]] } });
+    }
+  };
+  add(10, -180, 180, -80, 80);
+  add(1, Math.floor(w) - 10, Math.ceil(e) + 10, Math.max(-85, Math.floor(s) - 10), Math.min(85, Math.ceil(n) + 10));
+  add(0.1, Math.floor(w) - 1, Math.ceil(e) + 1, Math.floor(s) - 1, Math.ceil(n) + 1);
+  return { type: 'FeatureCollection', features: lines };
+}
+
+async function addBackground(map, bounds) {
+  const [w, s, e, n] = bounds;
+  const first = map.getStyle().layers.find((l) => l.id !== 'background')?.id;
+  const line = (id, source, paint, extra = {}) => map.addLayer({ id, type: 'line', source, paint, ...extra }, first);
+  map.addSource('graticule', { type: 'geojson', data: graticule(bounds) });
+  line('graticule-10', 'graticule', { 'line-color': BG.graticule, 'line-width': 1 }, { filter: ['==', ['get', 'step'], 10] });
+  line('graticule-1', 'graticule', { 'line-color': BG.graticule, 'line-width': 0.8 },
+    { filter: ['==', ['get', 'step'], 1], minzoom: 5 });
+  line('graticule-01', 'graticule', { 'line-color': BG.graticule, 'line-width': 0.6, 'line-dasharray': [2, 2] },
+    { filter: ['==', ['get', 'step'], 0.1], minzoom: 9 });
+  const ring = [[w, s], [e, s], [e, n], [w, n], [w, s]];
+  map.addSource('area', { type: 'geojson', data: { type: 'Feature', properties: {}, geometry: { type: 'LineString', coordinates: ring } } });
+  map.addLayer({ id: 'area-outline', type: 'line', source: 'area', paint: { 'line-color': BG.outline, 'line-width': 2 } },
+    'alerts');
+  try {
+    const topo = await (await fetch(BASE + WORLD)).json();
+    const land = topojson.feature(topo, topo.objects.land);
+    const borders = topojson.mesh(topo, topo.objects.countries, (a, b) => a !== b);
+    map.addSource('land', { type: 'geojson', data: land, attribution: 'Natural Earth' });
+    map.addSource('borders', { type: 'geojson', data: borders });
+    map.addLayer({ id: 'land', type: 'fill', source: 'land', paint: { 'fill-color': BG.land } }, 'graticule-10');
+    map.addLayer({ id: 'borders', type: 'line', source: 'borders', paint: { 'line-color': BG.border, 'line-width': 1 } },
+      'graticule-10');
+  } catch (err) {
+    // without the world outline the map still works: the graticule and the area's outline remain
+  }
+  state.background = true;
 }
 
 async function loadLegend() {
@@ -249,22 +384,25 @@ async function loadLegend() {
   }
 }
 
-function setupSliders(latestIso, patches) {
+function setupSliders(latestIso, patches, view) {
   const max = dayOf(latestIso);
   const dated = patches.filter((p) => p.detection_date).map((p) => dayOf(p.detection_date));
-  const min = Math.min(max - 30, dated.length ? Math.min(...dated) - 1 : max - 365);
+  let min = Math.min(max - 30, dated.length ? Math.min(...dated) - 1 : max - 365);
+  if (view.after !== undefined) min = Math.min(min, view.after - 1);  // a shared link's window stays whole
   for (const id of ['after', 'before']) {
     $(id).min = min;
     $(id).max = max;
   }
-  $('after').value = min;
-  $('before').value = max;
+  $('after').value = view.after ?? min;
+  $('before').value = Math.min(view.before ?? max, max);
+  if (view.conf !== undefined) $('min-conf').value = view.conf;
   onFilterInput();
   clearTimeout(filterTimer);
 }
 
 async function main() {
   const health = await getJSON('healthz');
+  state.health = health;
   setStatus(health);
   loadLegend();
   const map = new maplibregl.Map({
@@ -272,7 +410,7 @@ async function main() {
     style: {
       version: 8,
       sources: {},
-      layers: [{ id: 'background', type: 'background', paint: { 'background-color': '#f4f2ec' } }],
+      layers: [{ id: 'background', type: 'background', paint: { 'background-color': BG.sea } }],
     },
     center: [0, 0],
     zoom: 1,
@@ -287,24 +425,40 @@ async function main() {
     pollHealth();
     return;
   }
-  state.version = health.latest_version;
+  const view = readHash();
+  const versions = (await getJSON('layers'))[0]?.versions ?? [];
+  state.latest = health.latest_version;
+  state.pinned = view.version && view.version !== state.latest && versions.includes(view.version) ? view.version : null;
+  state.version = state.pinned || state.latest;
+  fillVersions(versions);
+  setStatus(health);
   const tj = await getJSON('layers/alerts/WebMercatorQuad/tilejson.json');
   const [w, s, e, n] = tj.bounds;
   const raster = { type: 'raster', tileSize: 256, minzoom: tj.minzoom ?? 0, maxzoom: Math.min(tj.maxzoom ?? 16, 16), bounds: tj.bounds };
-  map.addSource('context', { ...raster, tiles: [`${TILES}?colormap_name=context`], attribution: 'nrt-alerts' });
+  map.addSource('context', { ...raster, tiles: [contextUrl()], attribution: 'nrt-alerts' });
   map.addSource('alerts', { ...raster, tiles: [alertUrl({})] });
   const paint = { 'raster-resampling': 'nearest', 'raster-fade-duration': 0 };
   map.addLayer({ id: 'context', type: 'raster', source: 'context', paint });
   map.addLayer({ id: 'alerts', type: 'raster', source: 'alerts', paint });
-  map.fitBounds([[w, s], [e, n]], { padding: 20, animate: false });
+  addBackground(map, tj.bounds);
+  if (view.center) map.jumpTo({ center: view.center, zoom: view.zoom });
+  else map.fitBounds([[w, s], [e, n]], { padding: 20, animate: false });
   map.on('click', onClick);
   map.getCanvas().style.cursor = 'crosshair';
-  $('panel-close').addEventListener('click', () => { $('panel').hidden = true; });
+  $('panel-close').addEventListener('click', () => {
+    $('panel').hidden = true;
+    if (state.marker) state.marker.remove();
+  });
 
-  const patches = await loadNewest();
-  setupSliders(health.latest_datetime, patches);
+  // The sliders span every alert of the publication, before any filter.
+  const all = await getJSON(`alerts/newest?limit=500&version=${state.version}`);
+  setupSliders(health.latest_datetime, all.patches, view);
+  await applyFilters();
   for (const id of ['after', 'before', 'min-conf']) $(id).addEventListener('input', onFilterInput);
+  $('version').addEventListener('change', (ev) => chooseVersion(ev.target.value));
+  map.on('moveend', writeHash);
   state.ready = true;
+  writeHash();
   pollHealth();
 }
 
@@ -313,12 +467,16 @@ function pollHealth() {
   setInterval(async () => {
     try {
       const h = await getJSON('healthz');
-      if (!h.latest_version || h.latest_version === state.version) return;
+      if (!h.latest_version || h.latest_version === state.latest) return;
       if (!state.map.getSource('alerts')) {
         location.reload();  // first publication since the page opened
         return;
       }
+      state.latest = h.latest_version;
+      state.health = h;
+      fillVersions((await getJSON('layers'))[0]?.versions ?? []);
       setStatus(h);
+      if (state.pinned) return;  // the analyst looks at an earlier publication: leave it
       state.version = h.latest_version;
       refreshAlerts();
       loadNewest();
