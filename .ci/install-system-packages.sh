@@ -14,6 +14,7 @@ PACKAGES=(
     chromium  # headless browser for tests/test_web_map.py
     python3-qgis  # QGIS 3.22 headless for tests/test_wms_qgis.py (with qgis-providers: the WMS provider)
     qgis-providers
+    gdal-bin  # gdal_translate -expand rgba in tests/test_published_colours.py
 )
 # ---------------------------------------------------------------------------
 

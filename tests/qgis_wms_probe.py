@@ -1,4 +1,5 @@
-"""Drive QGIS's WMS provider headless (run by Debian's python3 with python3-qgis; see tests/test_wms_qgis.py).
+"""Drive QGIS headless: its WMS provider, and raster files as *Add Raster Layer* opens them (run by Debian's python3
+with python3-qgis; see tests/test_wms_qgis.py and tests/test_published_colours.py).
 
 Usage: python3 qgis_wms_probe.py '<json request>'; prints one JSON answer. It imports nothing of the project.
 """
@@ -92,11 +93,32 @@ def frames(layer: QgsRasterLayer, request: dict) -> dict:
     return {"frames": answers, "extent": box}
 
 
+def render_file(request: dict) -> dict:
+    """Open a raster as Layer -> Add Raster Layer does (its default renderer) and render it at its own size."""
+    layer = QgsRasterLayer(request["source"], "file", "gdal")
+    if not layer.isValid():
+        return {"error": f"QGIS cannot open {request['source']}"}
+    settings = QgsMapSettings()
+    settings.setLayers([layer])
+    settings.setDestinationCrs(layer.crs())
+    settings.setExtent(layer.extent())
+    settings.setOutputSize(QSize(layer.width(), layer.height()))
+    settings.setBackgroundColor(QColor(0, 0, 0, 0))
+    job = QgsMapRendererSequentialJob(settings)
+    job.start()
+    job.waitForFinished()
+    job.renderedImage().save(request["png"], "PNG")
+    return {"renderer": layer.renderer().type(), "png": request["png"]}
+
+
 def main() -> None:
     """Answer one request."""
     request = json.loads(sys.argv[1])
     app = QgsApplication([], False)
     app.initQgis()
+    if request["action"] == "render":
+        print(json.dumps(render_file(request)))
+        return
     layer = QgsRasterLayer(layer_uri(request["url"], request["action"] == "frames"), "alerts", "wms")
     if not layer.isValid():
         print(json.dumps({"error": "the WMS layer is not valid"}))

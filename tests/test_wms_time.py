@@ -125,6 +125,9 @@ def test_an_instant_selects_the_nearest_publication(static_server: str, area: Ar
     assert early.headers["x-publication-version"] == publications[0].id and not drawn(early).any()
     exact = getmap(static_server, area, iso(third.datetime))
     assert exact.headers["x-publication-version"] == third.id and "warning" not in exact.headers
+    # A range from an instant to itself is that instant.
+    same = getmap(static_server, area, f"{iso(third.datetime)}/{iso(third.datetime)}")
+    assert same.headers["x-publication-version"] == third.id and (drawn(same) == alerts(area, third)).all()
     for value in (None, "current", "CURRENT", "latest", "2100-01-01T00:00:00Z"):
         response = getmap(static_server, area, value)
         assert response.headers["x-publication-version"] == publications[-1].id, value

@@ -105,7 +105,7 @@ def parse_term(text: str, value: str) -> Term:
     end = None if parts[1] in OPEN or parts[1].lower() in LATEST else parse_period(parts[1], value)[1]
     if start and end and start > end:
         raise _error(value, "the range starts after it ends")
-    return Span(start, end)
+    return start if start and start == end else Span(start, end)  # t/t is the instant t
 
 
 def parse_time(value: str | None) -> list[Term]:
