@@ -12,6 +12,9 @@ PACKAGES=(
     postgresql-15
     postgresql-15-postgis-3
     chromium  # headless browser for tests/test_web_map.py
+    python3-qgis  # QGIS 3.22 headless for tests/test_wms_qgis.py (with qgis-providers: the WMS provider)
+    qgis-providers
+    gdal-bin  # gdal_translate -expand rgba in tests/test_published_colours.py
 )
 # ---------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
 from rasterio.io import MemoryFile
 from rio_cogeo.cogeo import cog_translate, cog_validate
 from rio_cogeo.profiles import cog_profiles
@@ -28,17 +29,19 @@ def write_cog(
     tags: dict[str, str] | None = None,
     overview_resampling: str = "nearest",
 ) -> None:
-    """Write a 2-D array as a deflate COG with internal overviews; validate before it becomes visible."""
-    height, width = array.shape
+    """Write a 2-D array or a (4, rows, cols) RGBA picture as a validated deflate COG with internal overviews."""
+    rgba = array.ndim == 3
+    height, width = array.shape[-2:]
     profile = {
         "driver": "GTiff",
         "width": width,
         "height": height,
-        "count": 1,
+        "count": 4 if rgba else 1,
         "dtype": array.dtype.name,
         "crs": crs,
         "transform": transform,
         "nodata": nodata,
+        **({"photometric": "RGB"} if rgba else {}),
     }
     dst_profile = cog_profiles.get("deflate")
     # Small tiles get small blocks, so a tile of 128 px is still internally tiled and gets overviews.
@@ -50,7 +53,11 @@ def write_cog(
                 # Before the pixels: libtiff cannot change the photometric tag once data is written.
                 # GeoTIFF palettes carry RGB only; alpha is applied when tiles are rendered.
                 src.write_colormap(1, {k: v[:3] + (255,) for k, v in colormap.items()})
-            src.write(array, 1)
+            if rgba:
+                src.colorinterp = (ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha)
+                src.write(array)
+            else:
+                src.write(array, 1)
             src.set_band_description(1, description)
             if tags:
                 src.update_tags(**tags)

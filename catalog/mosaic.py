@@ -55,9 +55,11 @@ def write_vrt(target: Path, grid: AreaGrid, layer: LayerSpec, sources: list[Mosa
         ET.SubElement(band, "ColorInterp").text = "Palette"
         table = ET.SubElement(band, "ColorTable")
         colours = status_colormap()
+        # Unlike a GeoTIFF palette, a VRT colour table keeps alpha: QGIS and GDAL's RGBA expansion then show the
+        # alerts over transparency, not "none" as opaque black.
         for value in range(256):
-            r, g, b, _ = colours.get(value, (0, 0, 0, 0))
-            ET.SubElement(table, "Entry", c1=str(r), c2=str(g), c3=str(b), c4="255")
+            r, g, b, a = colours.get(value, (0, 0, 0, 0))
+            ET.SubElement(table, "Entry", c1=str(r), c2=str(g), c3=str(b), c4=str(a))
     inverse = ~grid.transform
     for source in sources:
         col, row = (round(v) for v in inverse @ (source.transform.c, source.transform.f))

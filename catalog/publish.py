@@ -39,6 +39,14 @@ COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 THUMBNAIL = "thumbnail"
 THUMBNAIL_TITLE = "Thumbnail"
 THUMBNAIL_DESCRIPTION = "The alert status in the alert colours, transparent where there is no alert."
+# GeoTIFF palettes carry no alpha, so viewers that read the status COG itself (QGIS, STAC Browser) draw "none" as
+# opaque black: this RGBA rendition is what they should show.
+VISUAL = "visual"
+VISUAL_TITLE = "Alerts (RGBA)"
+VISUAL_DESCRIPTION = (
+    "The alert status in the legend's colours over transparency (first detections and 'none' transparent), "
+    "for viewers; the status asset holds the codes."
+)
 
 
 @dataclass
@@ -224,6 +232,15 @@ class Publisher:
                 colormap=status_colormap() if layer is STATUS else None,
                 tags={"NRT_ALERTS_LAYER": layer.asset, "NRT_ALERTS_TILE": report.tile_id},
             )
+        write_cog(
+            self.layout.asset_path(item_id, VISUAL),
+            visual_rgba(layers[STATUS.asset]),
+            crs=report.crs,
+            transform=report.transform,
+            nodata=None,
+            description=VISUAL,
+            tags={"NRT_ALERTS_LAYER": VISUAL, "NRT_ALERTS_TILE": report.tile_id},
+        )
         write_thumbnail(folder / f"{item_id}_{THUMBNAIL}.png", layers[STATUS.asset])
         item = self._item_dict(item_id, report, now, width, height)
         item["assets"].update(series_assets(folder, item_id, report.tile_id, series, report.crs, report.transform))
@@ -269,14 +286,14 @@ class Publisher:
             RasterExtension.ext(asset).bands = [_raster_band(layer, resolution)]
             if layer is STATUS:
                 asset.extra_fields["classification:classes"] = classification_classes()
-        thumbnail = pystac.Asset(
-            href=f"./{item_id}_{THUMBNAIL}.png",
-            media_type=THUMBNAIL_MEDIA_TYPE,
-            roles=["thumbnail"],
-            title=THUMBNAIL_TITLE,
-            description=THUMBNAIL_DESCRIPTION,
-        )
-        item.add_asset(THUMBNAIL, thumbnail)
+        # The renditions for viewers: each asset's key is also its role.
+        for key, suffix, media_type, title, description in (
+            (VISUAL, "tif", COG_MEDIA_TYPE, VISUAL_TITLE, VISUAL_DESCRIPTION),
+            (THUMBNAIL, "png", THUMBNAIL_MEDIA_TYPE, THUMBNAIL_TITLE, THUMBNAIL_DESCRIPTION),
+        ):
+            href = f"./{item_id}_{key}.{suffix}"
+            asset = pystac.Asset(href=href, media_type=media_type, roles=[key], title=title, description=description)
+            item.add_asset(key, asset)
         item.stac_extensions.append(CLASSIFICATION_SCHEMA)
         item.clear_links()
         item_dict = item.to_dict(include_self_link=False, transform_hrefs=False)
@@ -358,6 +375,12 @@ class Publisher:
             }
             for layer in PUBLISHED_LAYERS
         }
+        data["item_assets"][VISUAL] = {
+            "title": VISUAL_TITLE,
+            "description": VISUAL_DESCRIPTION,
+            "type": COG_MEDIA_TYPE,
+            "roles": ["visual"],
+        }
         data["item_assets"][THUMBNAIL] = {
             "title": THUMBNAIL_TITLE,
             "description": THUMBNAIL_DESCRIPTION,
@@ -402,3 +425,11 @@ def _raster_band(layer: LayerSpec, resolution: float) -> RasterBand:
         nodata=nodata, data_type=DataType(layer.dtype), spatial_resolution=resolution, unit=layer.unit
     )
     return band
+
+
+def visual_rgba(status: np.ndarray) -> np.ndarray:
+    """The (4, rows, cols) RGBA picture of a status array in the alert colours."""
+    table = np.zeros((256, 4), dtype=np.uint8)
+    for code, rgba in status_colormap().items():
+        table[code] = rgba
+    return np.ascontiguousarray(table[status.astype(np.uint8, copy=False)].transpose(2, 0, 1))

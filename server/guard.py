@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server.wms.errors import WMSException, exception_response
 
 # GDAL reads a CRS string that is not a code as a file path, and fetches URLs: only codes and OGC names pass.
-CRS_PARAMS = frozenset({"crs", "coord_crs", "dst_crs", "bbox_crs"})
+CRS_PARAMS = frozenset({"crs", "srs", "coord_crs", "dst_crs", "bbox_crs"})
 SAFE_CRS = re.compile(
     r"\[?("
     r"[A-Za-z][A-Za-z0-9_]*:[A-Za-z0-9_.]+"  # EPSG:3857, OGC:CRS84, ESRI:102100
@@ -19,18 +19,33 @@ SAFE_CRS = re.compile(
     r"|urn:ogc:def:crs:[A-Za-z0-9_]+:[0-9.]*:[A-Za-z0-9_.]+"  # OGC URN
     r")\]?"
 )
+# The WMS exception code of a refused parameter (the others have none).
+CODES = {"layers": "LayerNotDefined", "query_layers": "LayerNotDefined", "layer": "LayerNotDefined"}
+CODES.update(crs="InvalidCRS", srs="InvalidCRS")
 # Absolute paths, GDAL virtual file systems, URLs and parent folders: no parameter value needs them.
 PATH_LIKE = re.compile(r"^[/\\~]|://|\.\.")
+# Time values and intervals (WMS TIME, STAC datetime) may write an open end as "..": parsed as times, never paths.
+TIME_PARAMS = frozenset({"time", "datetime"})
+TIME_PART = re.compile(r"\.\.|[0-9][0-9A-Za-z:.+ -]*|current|present|now|latest|", re.IGNORECASE)
+
+
+def is_time(value: str) -> bool:
+    """True for a time, interval or list of them (no path, URL or folder name can pass)."""
+    parts = re.split("[/,]", value)
+    return not value.startswith(("/", "\\", "~")) and all(TIME_PART.fullmatch(part.strip()) for part in parts)
 
 
 def refused_value(name: str, value: str) -> str | None:
     """Why a query parameter value is refused (it names a file, folder or URL, or a band we lack), or None."""
     if name == "bidx" and value != "1":
         return "bidx: every layer has one band (bidx=1)"
-    if name in CRS_PARAMS:
+    # Names in any case: WMS clients send CRS, SRS and TIME in capitals.
+    if name.lower() in CRS_PARAMS:
         if SAFE_CRS.fullmatch(value):
             return None
         return f"{name}: only CRS codes (e.g. EPSG:3857) or OGC CRS URIs are accepted, not paths or URLs"
+    if name.lower() in TIME_PARAMS and is_time(value):
+        return None
     if PATH_LIKE.search(value):
         return f"layers are named; paths and URLs are not accepted (parameter {name!r})"
     return None
@@ -48,7 +63,7 @@ def refusal(request: Request) -> JSONResponse | None:
         if reason := refused_value(name, value):
             if request.url.path.rstrip("/") == "/wms":  # WMS clients expect an OGC exception report
                 version = request.query_params.get("version") or request.query_params.get("VERSION") or "1.3.0"
-                code = "LayerNotDefined" if name.lower() in ("layers", "query_layers", "layer") else None
+                code = CODES.get(name.lower())
                 return exception_response(WMSException(code, reason, locator=name), version)
             return JSONResponse({"detail": reason}, status_code=400)
     return None

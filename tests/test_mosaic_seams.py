@@ -160,7 +160,7 @@ def test_updating_one_tile_writes_one_cog_set_and_one_small_vrt_per_layer(static
     item_dir = f"alerts/items/{new_item}"
     assert [p for p in added if p.startswith(item_dir)] == sorted(
         [f"{item_dir}/{new_item}_{layer.asset}.tif" for layer in PUBLISHED_LAYERS]
-        + [f"{item_dir}/{new_item}_thumbnail.png", f"{item_dir}/{new_item}.json"]
+        + [f"{item_dir}/{new_item}_visual.tif", f"{item_dir}/{new_item}_thumbnail.png", f"{item_dir}/{new_item}.json"]
     )
     mosaic_dir = f"alerts/mosaics/{publication.id}"
     assert [p for p in added if not p.startswith(item_dir)] == sorted(

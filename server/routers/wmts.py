@@ -81,7 +81,8 @@ def _time_dimension(parent: ET.Element, versions: list[str]) -> None:
     _sub(
         dimension,
         _o("Abstract"),
-        "Publication version: 'latest' or a publication id, the UTC data time in ISO 8601 basic format.",
+        "Publication: 'latest' or a publication id, its UTC data time in ISO 8601 basic format "
+        "(20240311T101200 is the WMS time 2024-03-11T10:12:00Z; the WMS TIME takes both forms, and 'latest').",
     )
     _sub(dimension, _o("Identifier"), TIME)
     _sub(dimension, _w("Default"), LATEST)

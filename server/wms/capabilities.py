@@ -14,6 +14,7 @@ from server.wms.crs import CRS84, GEOGRAPHIC, Box, map_crs, supported_codes
 from server.wms.dataset import Extent, extent
 from server.wms.featureinfo import INFO_FORMATS
 from server.wms.getmap import MAP_FORMATS
+from server.wms.inimage import EXCEPTION_FORMATS
 from server.wms.legend import legend_size
 from server.wms.params import MAX_SIZE
 from server.wms.styles import layer_styles
@@ -33,7 +34,8 @@ MEDIA_TYPES = {"1.3.0": "text/xml", "1.1.1": "application/vnd.ogc.wms_xml"}
 WORLD: Box = (-180.0, -90.0, 180.0, 90.0)
 ABSTRACT = (
     "Near-real-time forest disturbance alerts from Sentinel-2, one layer per published band. "
-    "TIME selects a publication: the latest one at or before the requested time."
+    "TIME selects a publication: an instant the nearest one; a range, year, month or day the alerts first "
+    "detected in it."
 )
 FORWARDED = "X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Prefix"
 
@@ -80,7 +82,8 @@ class CapabilitiesWriter:
         capability = _sub(root, "Capability")
         self.requests(capability)
         exception = _sub(capability, "Exception")
-        _sub(exception, "Format", "XML" if self.version == "1.3.0" else "application/vnd.ogc.se_xml")
+        for media_type in EXCEPTION_FORMATS[self.version]:
+            _sub(exception, "Format", media_type)
         self.layer_tree(capability, layers if self.extent else ())
         body = ET.tostring(root, encoding="unicode")
         doctype = DTD_1_1_1 if self.version == "1.1.1" else ""
@@ -165,11 +168,11 @@ class CapabilitiesWriter:
             _sub(layer, "BoundingBox", **attrs)
 
     def time_dimension(self, layer: ET.Element) -> None:
-        """The time dimension: the publication datetimes, latest by default, nearest value allowed."""
-        attrs = {"name": "time", "default": self.times[-1], "nearestValue": "1"}
+        """The time dimension: the publication datetimes (default latest); nearest, ranges, lists, `current`."""
+        attrs = {"name": "time", "default": self.times[-1], "nearestValue": "1", "multipleValues": "1", "current": "1"}
         values = ",".join(self.times)
         if self.version == "1.3.0":
-            _sub(layer, "Dimension", values, name="time", units="ISO8601", default=self.times[-1], nearestValue="1")
+            _sub(layer, "Dimension", values, units="ISO8601", **attrs)
         else:
             _sub(layer, "Dimension", name="time", units="ISO8601")
             _sub(layer, "Extent", values, **attrs)

@@ -15,7 +15,12 @@ WEB_MERCATOR = "EPSG:3857"
 GEOGRAPHIC = "EPSG:4326"
 CRS84 = "CRS:84"
 BASE_CODES = (WEB_MERCATOR, GEOGRAPHIC, CRS84)
-CODE = re.compile(r"EPSG:([0-9]{1,6})|CRS:84", re.IGNORECASE)
+# A code, or its OGC URI or URN form (http://www.opengis.net/def/crs/EPSG/0/4326, urn:ogc:def:crs:OGC:1.3:CRS84).
+CODE = re.compile(
+    r"(?:EPSG:|https?://www\.opengis\.net/def/crs/EPSG/[0-9.]+/|urn:ogc:def:crs:EPSG:[0-9.]*:)([0-9]{1,6})"
+    r"|(?:CRS:84|OGC:CRS84|https?://www\.opengis\.net/def/crs/OGC/1\.3/CRS84|urn:ogc:def:crs:OGC:1\.3:CRS84)",
+    re.IGNORECASE,
+)
 
 Box = tuple[float, float, float, float]
 
@@ -57,7 +62,7 @@ def map_crs(code: str) -> MapCRS:
 
 
 def parse_crs(value: str, version: str, native: str | None) -> MapCRS:
-    """A client CRS/SRS: only EPSG:<int> or CRS:84, and only the advertised ones."""
+    """A client CRS/SRS: EPSG:<int> or CRS:84 (or their OGC URI/URN), and only the advertised ones."""
     name = "CRS" if version == "1.3.0" else "SRS"
     match = CODE.fullmatch(value.strip())
     code = None

@@ -1,10 +1,11 @@
-"""GetFeatureInfo: the decoded alert of the clicked pixel, as /point decodes it, in text, HTML or GeoJSON."""
+"""GetFeatureInfo: the decoded alert of the clicked pixel, as /point decodes it, in text, HTML, GML or GeoJSON."""
 
 from __future__ import annotations
 
 import html
 import json
 import math
+from collections.abc import Callable
 
 import pyproj
 from fastapi import Request, Response
@@ -16,12 +17,11 @@ from server.filters import AlertFilter
 from server.routers.point import point_alert
 from server.wms.caching import cache_control, etag, not_modified
 from server.wms.errors import WMSException
+from server.wms.getmap import time_headers
+from server.wms.gml import GML_FORMATS, Info, as_gml
 from server.wms.maprequest import MapRequest, parse_map_request
-from server.wms.params import WMSParams, parse_alert_filter, parse_format, parse_layer, parse_pixel
+from server.wms.params import WMSParams, parse_format, parse_layer, parse_pixel
 from server.wms.timedim import iso
-
-INFO_FORMATS = ("text/plain", "text/html", "application/json")
-Info = dict[str, object]
 
 
 def pixel_lonlat(map_request: MapRequest, i: int, j: int) -> tuple[float, float]:
@@ -31,7 +31,7 @@ def pixel_lonlat(map_request: MapRequest, i: int, j: int) -> tuple[float, float]
     y = maxy - (j + 0.5) * (maxy - miny) / map_request.height
     transformer = pyproj.Transformer.from_crs(map_request.crs.crs.to_wkt(), "EPSG:4326", always_xy=True)
     lon, lat = transformer.transform(x, y)
-    return float(lon), float(lat)
+    return float(lon), float(lat)  # inf when the pixel has no longitude and latitude
 
 
 def _raw(request: Request, layer: str, version: str, lon: float, lat: float) -> float:
@@ -56,6 +56,8 @@ def pixel_info(
     """
     version = map_request.publication.id
     spec = LAYERS_BY_NAME[map_request.layer]
+    if not (math.isfinite(lon) and math.isfinite(lat)):
+        return None
     try:
         # The /point endpoint's own decoding, so both answers always agree.
         alert = point_alert(request, request.app.state.registry, lon, lat, version)
@@ -84,7 +86,7 @@ def pixel_info(
     }
 
 
-def as_text(info: Info | None, layer: str) -> str:
+def as_text(info: Info | None, layer: str) -> str | bytes:
     """GeoServer-like plain text: one 'name = value' line per property."""
     if info is None:
         return f"Layer '{layer}': no data at this location\n"
@@ -92,7 +94,7 @@ def as_text(info: Info | None, layer: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def as_html(info: Info | None, layer: str) -> str:
+def as_html(info: Info | None, layer: str) -> str | bytes:
     """A small HTML table (every value escaped)."""
     if info is None:
         rows = '<tr><td colspan="2">no data at this location</td></tr>'
@@ -107,7 +109,7 @@ def as_html(info: Info | None, layer: str) -> str:
     )
 
 
-def as_geojson(info: Info | None) -> str:
+def as_geojson(info: Info | None, layer: str) -> str | bytes:
     """A GeoJSON FeatureCollection: the pixel as a point feature, or no feature outside the area."""
     features = []
     if info is not None:
@@ -122,6 +124,15 @@ def as_geojson(info: Info | None) -> str:
     return json.dumps({"type": "FeatureCollection", "features": features})
 
 
+WRITERS: dict[str, Callable[[Info | None, str], str | bytes]] = {
+    "text/plain": as_text,
+    "text/html": as_html,
+    "application/json": as_geojson,
+    **dict.fromkeys(GML_FORMATS, as_gml),
+}
+INFO_FORMATS = tuple(WRITERS)
+
+
 def get_feature_info(request: Request, params: WMSParams, version: str) -> Response:
     """Answer GetFeatureInfo for the pixel I/J (1.3.0) or X/Y (1.1.1) of the described map."""
     state = request.app.state
@@ -132,17 +143,13 @@ def get_feature_info(request: Request, params: WMSParams, version: str) -> Respo
         raise WMSException("LayerNotDefined", "QUERY_LAYERS must name a layer of LAYERS", locator="QUERY_LAYERS")
     info_format = parse_format(params.get("INFO_FORMAT") or "text/plain", INFO_FORMATS, locator="INFO_FORMAT")
     i, j = parse_pixel(params, version, map_request.width, map_request.height)
-    alert_filter = parse_alert_filter(params)
-    filter_key = alert_filter.key() if alert_filter else None
-    tag = etag("GetFeatureInfo", *map_request.key(), info_format, i, j, filter_key)
-    headers = {"ETag": tag, "Cache-Control": cache_control(map_request.immutable, state.settings.latest_max_age)}
+    tag = etag("GetFeatureInfo", *map_request.key(), info_format, i, j)
+    headers = {
+        "ETag": tag,
+        "Cache-Control": cache_control(map_request.immutable, state.settings.latest_max_age),
+        **time_headers(map_request),
+    }
     if not_modified(request, tag):
         return Response(status_code=304, headers=headers)
-    info = pixel_info(request, map_request, *pixel_lonlat(map_request, i, j), alert_filter)
-    if info_format == "application/json":
-        body = as_geojson(info)
-    elif info_format == "text/html":
-        body = as_html(info, map_request.layer)
-    else:
-        body = as_text(info, map_request.layer)
-    return Response(body, media_type=info_format, headers=headers)
+    info = pixel_info(request, map_request, *pixel_lonlat(map_request, i, j), map_request.alert_filter)
+    return Response(WRITERS[info_format](info, map_request.layer), media_type=info_format, headers=headers)

@@ -107,7 +107,7 @@ def get_legend_graphic(request: Request, params: WMSParams) -> Response:
     parse_format(params.get("FORMAT") or "image/png", ("image/png",))
     value_range = None
     if isinstance(style, RampStyle) and style.value_range is None:
-        publication = resolve_time(state.registry.index(), params.get("TIME"))
+        publication = resolve_time(state.registry.index(), params.get("TIME")).publication
         path = str(state.registry.resolve(layer, publication.id).path)
         value_range = data_range(state.reader, path)
     return Response(

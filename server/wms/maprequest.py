@@ -7,25 +7,27 @@ from dataclasses import dataclass
 from rio_tiler.io import Reader
 
 from catalog.store import Publication
+from server.filters import AlertFilter
 from server.registry import LayerRegistry
 from server.wms.crs import Box, MapCRS, parse_crs
 from server.wms.dataset import extent
-from server.wms.params import WMSParams, parse_bbox, parse_layer, parse_size, parse_style
+from server.wms.detection import with_windows
+from server.wms.params import WMSParams, parse_alert_filter, parse_bbox, parse_layer, parse_size, parse_style
 from server.wms.styles import Style, layer_styles
-from server.wms.timedim import LATEST, resolve_time
+from server.wms.timedim import TimeSelection, resolve_time
 
 
 @dataclass(frozen=True)
 class MapRequest:
-    """What to draw: a layer in a style at a publication, over a box of a CRS at a size."""
+    """What to draw: a layer in a style at a publication (its alerts filtered), over a box of a CRS at a size."""
 
     version: str
     layer: str
     style: Style
-    publication: Publication
+    time: TimeSelection
+    alert_filter: AlertFilter | None  # the vendor filter, narrowed to the TIME range
     path: str
     is_latest: bool
-    explicit_time: bool
     crs: MapCRS
     bbox: Box  # x east, in crs
     width: int
@@ -38,21 +40,36 @@ class MapRequest:
         A TIME that selects a publication older than the latest can never select another one (publication
         datetimes only grow); TIME absent, or one that selects the latest, may move to a newer publication.
         """
-        return self.explicit_time and not self.is_latest
+        return self.time.explicit and not self.is_latest
+
+    @property
+    def publication(self) -> Publication:
+        """The publication drawn."""
+        return self.time.publication
 
     def key(self) -> tuple:
-        """The request in normal form (with its publication version), for ETags."""
-        return (self.publication.id, self.layer, self.style.name, self.crs.code, self.bbox, self.width, self.height)
+        """The request in normal form (with its publication version and filter), for ETags."""
+        filter_key = self.alert_filter.key() if self.alert_filter else None
+        return (
+            self.publication.id,
+            self.layer,
+            self.style.name,
+            self.crs.code,
+            self.bbox,
+            self.width,
+            self.height,
+            filter_key,
+        )
 
 
 def parse_map_request(params: WMSParams, version: str, registry: LayerRegistry, reader: type[Reader]) -> MapRequest:
-    """Parse LAYERS, STYLES, TIME, CRS/SRS, BBOX, WIDTH and HEIGHT; names resolve through the registry only."""
+    """Parse LAYERS, STYLES, TIME, the alert filter, CRS/SRS, BBOX, WIDTH and HEIGHT (names via the registry only)."""
     layer = parse_layer(params.require("LAYERS"), [spec.name for spec in registry.layers])
     styles = layer_styles(layer)
     style = styles[parse_style(params.get("STYLES"), list(styles))]
-    time = params.get("TIME")
-    publication = resolve_time(registry.index(), time)
-    resolved = registry.resolve(layer, publication.id)
+    time = resolve_time(registry.index(), params.get("TIME"))
+    alert_filter = with_windows(parse_alert_filter(params), time.windows)
+    resolved = registry.resolve(layer, time.publication.id)
     path = str(resolved.path)
     crs_name = "CRS" if version == "1.3.0" else "SRS"
     # Lenient on the spelling: a 1.3.0 request naming SRS (or the reverse) is still understood.
@@ -64,10 +81,10 @@ def parse_map_request(params: WMSParams, version: str, registry: LayerRegistry, 
         version=version,
         layer=layer,
         style=style,
-        publication=publication,
+        time=time,
+        alert_filter=alert_filter,
         path=path,
         is_latest=resolved.is_latest,
-        explicit_time=(time or "").strip().lower() not in LATEST,
         crs=map_crs,
         bbox=bbox,
         width=width,

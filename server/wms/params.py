@@ -24,6 +24,8 @@ OPERATIONS = {
 BGCOLOR = re.compile(r"(?:0x|#)([0-9A-Fa-f]{6})")
 # ASCII digits only: str.isdigit() also accepts characters such as '²' that int() refuses.
 INTEGER = re.compile(r"-?[0-9]{1,9}")
+# A thousand times the Earth's circumference in metres: beyond it no CRS has a coordinate, and GDAL overflows.
+MAX_COORDINATE = 4e10
 
 
 class WMSParams:
@@ -110,6 +112,10 @@ def parse_bbox(value: str) -> tuple[float, float, float, float]:
         numbers = ()
     if len(numbers) != 4 or not all(math.isfinite(n) for n in numbers):
         raise WMSException("InvalidParameterValue", f"BBOX must be four numbers, not {echo(value)}", locator="BBOX")
+    if not all(abs(n) <= MAX_COORDINATE for n in numbers):
+        raise WMSException(
+            "InvalidParameterValue", f"BBOX coordinates must lie within +-{MAX_COORDINATE:g}", locator="BBOX"
+        )
     if numbers[0] >= numbers[2] or numbers[1] >= numbers[3]:
         raise WMSException("InvalidParameterValue", "BBOX minimum must be below its maximum", locator="BBOX")
     return numbers  # type: ignore[return-value]

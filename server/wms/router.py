@@ -10,9 +10,10 @@ from rasterio.errors import RasterioIOError
 from catalog.errors import CatalogError, LayerNotFound
 from server.errors import ForbiddenPath
 from server.wms.capabilities import get_capabilities
-from server.wms.errors import WMSException, exception_response
+from server.wms.errors import WMSException
 from server.wms.featureinfo import get_feature_info
 from server.wms.getmap import get_map
+from server.wms.inimage import error_response
 from server.wms.legend import get_legend_graphic
 from server.wms.params import WMSParams, check_service, negotiate_version, parse_operation
 
@@ -22,8 +23,10 @@ router = APIRouter(tags=["WMS"])
 
 DESCRIPTION = (
     "OGC WMS 1.3.0 and 1.1.1: GetCapabilities, GetMap, GetFeatureInfo and GetLegendGraphic over the named "
-    "layers (parameter names in any case). TIME picks the latest publication at or before it. Errors are XML "
-    "ServiceExceptionReports with HTTP 400. Without any parameter, the 1.3.0 capabilities."
+    "layers (parameter names in any case). TIME as in GeoServer's WMS-T: an instant picks the nearest publication, "
+    "a range (or a year, month or day) the alerts first detected in it. Errors are XML ServiceExceptionReports "
+    "with HTTP 400 (GetMap: a picture with EXCEPTIONS=INIMAGE or BLANK). Without any parameter, the 1.3.0 "
+    "capabilities."
 )
 # Documented for OpenAPI readers (and so swept by the security tests); the handler reads them in any case.
 PARAMETERS = (
@@ -40,9 +43,14 @@ PARAMETERS = (
     ("FORMAT", "image/png or image/jpeg"),
     ("TRANSPARENT", "TRUE or FALSE (default)"),
     ("BGCOLOR", "0xRRGGBB, when not transparent"),
-    ("TIME", "ISO date or datetime: the latest publication at or before it (default: latest)"),
+    (
+        "TIME",
+        "An instant (the nearest publication), start/end ('..' open), 2024, 2024-03 or 2024-03-11 (the alerts "
+        "first detected then), a comma list, or current (default)",
+    ),
     ("QUERY_LAYERS", "GetFeatureInfo: the layer to query"),
-    ("INFO_FORMAT", "GetFeatureInfo: text/plain, text/html or application/json"),
+    ("INFO_FORMAT", "GetFeatureInfo: text/plain, text/html, application/vnd.ogc.gml or application/json"),
+    ("EXCEPTIONS", "XML (default), INIMAGE or BLANK (1.1.1: application/vnd.ogc.se_xml, _inimage, _blank)"),
     ("I", "GetFeatureInfo 1.3.0: pixel column"),
     ("J", "GetFeatureInfo 1.3.0: pixel row"),
     ("X", "GetFeatureInfo 1.1.1: pixel column"),
@@ -89,15 +97,16 @@ def wms(request: Request) -> Response:
             return get_capabilities(request, version)
         return dispatch(request, params, version)
     except WMSException as exc:
-        return exception_response(exc, version)
+        error = exc
     except LayerNotFound as exc:
         # Layer names were checked already: this is a catalog with nothing (or not this layer) published yet.
-        return exception_response(WMSException("LayerNotDefined", str(exc), status=404), version)
+        error = WMSException("LayerNotDefined", str(exc), status=404)
     except (CatalogError, RasterioIOError) as exc:
         log.error("WMS %s: %s", request.url.query, exc)
-        return exception_response(WMSException(None, "the published catalog cannot be read now", status=503), version)
+        error = WMSException(None, "the published catalog cannot be read now", status=503)
     except ForbiddenPath as exc:
-        return exception_response(WMSException(None, str(exc), status=403), version)
+        error = WMSException(None, str(exc), status=403)
     except Exception:
         log.exception("WMS request failed: %s", request.url.query)
-        return exception_response(WMSException(None, "internal error", status=500), version)
+        error = WMSException(None, "internal error", status=500)
+    return error_response(error, params, version)
