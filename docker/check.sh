@@ -51,7 +51,9 @@ cleanup() {
     rm -rf "${volume}"
 }
 [[ "${1:-}" == "--keep" ]] || trap cleanup EXIT
-# The volume as an operator prepares it for a group-0 container: owned by group 0, group-writable.
+# A host folder as an operator prepares it for a group-0 container: owned by group 0, group-writable. It is mounted
+# at /srv/nrt: `buildah run` mounts the image's own VOLUME /data over a `-v` at the same path (Docker does not).
+MNT=/srv/nrt
 chgrp 0 "${volume}"
 chmod 2775 "${volume}"
 
@@ -63,13 +65,14 @@ say "numba cache: ${compiled} cache files (index + code)"
 
 run_as() {
     local user=$1 dir=$2
-    say "as ${user}: demo --no-serve into /data/${dir}"
-    buildah run --isolation chroot --network host --user "${user}" -v "${volume}:/data" "${ctr}" -- \
-        nrt-alerts demo --no-serve --size 64 --dir "/data/${dir}" || fail "demo as ${user}"
-    [[ -s "${volume}/${dir}/output/stac/catalog.json" ]] || fail "no catalog on the volume (as ${user})"
+    say "as ${user}: demo --no-serve into ${MNT}/${dir} (a host folder)"
+    buildah run --isolation chroot --network host --user "${user}" -v "${volume}:${MNT}" "${ctr}" -- \
+        nrt-alerts demo --no-serve --size 64 --dir "${MNT}/${dir}" || fail "demo as ${user}"
+    [[ -s "${volume}/${dir}/output/stac/catalog.json" ]] \
+        || { find "${volume}" -maxdepth 3 | head -30; fail "no catalog on the volume (as ${user})"; }
     say "as ${user}: serve on 127.0.0.1:${PORT}"
-    buildah run --isolation chroot --network host --user "${user}" -v "${volume}:/data" "${ctr}" -- \
-        nrt-alerts serve -c "/data/${dir}/nrt-alerts.toml" --host 127.0.0.1 --port "${PORT}" --no-scheduler \
+    buildah run --isolation chroot --network host --user "${user}" -v "${volume}:${MNT}" "${ctr}" -- \
+        nrt-alerts serve -c "${MNT}/${dir}/nrt-alerts.toml" --host 127.0.0.1 --port "${PORT}" --no-scheduler \
         >"${volume}/serve-${dir}.log" 2>&1 &
     local pid=$! ok=""
     for _ in $(seq 1 120); do
@@ -94,7 +97,12 @@ with urllib.request.urlopen(f"{base}/layers/alerts/tiles/WebMercatorQuad/{z}/{x}
     assert response.read(8) == b"\x89PNG\r\n\x1a\n"
 print(f"docker-check: tile {z}/{x}/{y} 200 image/png")
 PY
-    kill -TERM "${pid}"
+    # What `docker stop` does: SIGTERM to the server process itself (`buildah run` does not forward signals, it
+    # kills its child; with chroot isolation the process is visible here).
+    local inner
+    inner=$(pgrep -f "python3 [^ ]*/nrt-alerts serve -c ${MNT}/${dir}/" | head -1)
+    [[ -n "${inner}" ]] || { kill "${pid}"; fail "no nrt-alerts serve process found as ${user}"; }
+    kill -TERM "${inner}"
     local code=0
     wait "${pid}" || code=$?
     [[ ${code} -eq 0 ]] || { cat "${volume}/serve-${dir}.log"; fail "serve exited ${code} on SIGTERM as ${user}"; }
@@ -104,10 +112,10 @@ PY
 
 run_as 1000:0 demo-nrt
 run_as 1234:0 demo-uid1234
-# The demo's default folder is relative to the working directory, /data: writable, on the volume.
-buildah run --isolation chroot --network host --user 1234:0 -v "${volume}:/data" "${ctr}" -- \
-    nrt-alerts demo --no-serve --size 64 || fail "demo without --dir"
-[[ -s "${volume}/demo-data/output/stac/catalog.json" ]] || fail "demo without --dir wrote nothing to /data/demo-data"
+# The demo's default folder is relative to the working directory, the image's volume /data: writable there.
+buildah run --isolation chroot --network host --user 1234:0 "${ctr}" -- \
+    sh -c 'nrt-alerts demo --no-serve --size 64 && test -s /data/demo-data/output/stac/catalog.json' \
+    || fail "demo without --dir (as 1234:0) did not publish into /data/demo-data"
 say "demo without --dir: /data/demo-data ok"
 
 after=$(kernels)
