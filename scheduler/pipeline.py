@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import functools
+import hashlib
+import json
 import logging
 import warnings
 from collections.abc import Callable
@@ -107,6 +109,16 @@ def fingerprint(cfg: Config) -> dict:
     }
 
 
+def report_settings(cfg: Config) -> str:
+    """What a tile's report depends on besides its state's data: the fingerprint's settings and the report-only ones.
+
+    Published as the item property `nrt:settings`: a state refitted with other settings (or a changed
+    `high_confidence`) is published again even when its data time is the one already published.
+    """
+    settings = {**fingerprint(cfg), "monitor": cfg.monitor.model_dump(mode="json")}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def area_grid(cfg: Config) -> AreaGrid:
     """The whole area as one grid, for mosaics."""
     tiles = area_tiles(cfg.area)
@@ -172,6 +184,7 @@ class Pipeline:
         self.source = source or source_from_config(cfg.source)
         self.tiles = area_tiles(cfg.area)
         self.publisher = Publisher(cfg.output.stac_dir, area_grid(cfg), title=cfg.output.collection_title)
+        self._settings_of_items: dict[str, str | None] = {}  # published item id -> its nrt:settings
 
     def tile_state_path(self, tile: Tile) -> Path:
         """The state file of a tile."""
@@ -357,6 +370,7 @@ class Pipeline:
                 "nrt:index": self.cfg.index.name,
                 "nrt:history_acquisitions": state.history_acquisitions,
                 "nrt:monitored_acquisitions": len(state.absorbed),
+                "nrt:settings": report_settings(self.cfg),
                 "start_datetime": f"{self.cfg.history.start.isoformat()}T00:00:00Z",
                 "end_datetime": (state.last_time or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
             },
@@ -367,14 +381,16 @@ class Pipeline:
         return list(self._unpublished_times(tiles))
 
     def _unpublished_times(self, tiles: list[Tile], known: TileState | None = None) -> dict[Tile, dt.datetime]:
-        """The unpublished tiles, each with its state's data time.
+        """The tiles whose latest published item does not show their state, each with its state's data time.
 
-        Decided from the states' metadata alone (or the `known` state of its tile, if still current): their arrays
-        are read only when their report is made.
+        A state differs from its item when it is newer (an update), older (refitted up to an earlier date) or made
+        with other settings at the same data time (a refit). Decided from the states' metadata alone (or the
+        `known` state of its tile, if still current) and the items' settings: arrays are read only for a report.
         """
-        index = read_index(CatalogLayout(self.cfg.output.stac_dir))
-        latest = index.latest
-        published = {tile: item_data_time(tile, item) for tile, item in latest.items.items()} if latest else {}
+        layout = CatalogLayout(self.cfg.output.stac_dir)
+        latest = read_index(layout).latest
+        items = dict(latest.items) if latest else {}
+        settings_now = report_settings(self.cfg)
         stale = {}
         for tile in tiles:
             path = self.tile_state_path(tile)
@@ -389,9 +405,26 @@ class Pipeline:
             if settings != fingerprint(self.cfg):
                 continue  # fitted with other settings: its report is not this configuration's to publish
             when = dt.datetime.fromisoformat(key).replace(tzinfo=dt.UTC) if key else None
-            if when is not None and (tile.id not in published or published[tile.id] < when):
+            if when is None:
+                continue
+            item_id = items.get(tile.id)
+            if (
+                item_id is None
+                or item_data_time(tile.id, item_id) != when
+                or self._item_settings(layout, item_id) not in (None, settings_now)
+            ):
                 stale[tile] = when
         return stale
+
+    def _item_settings(self, layout: CatalogLayout, item_id: str) -> str | None:
+        """A published item's `nrt:settings` (None for items published before it existed); items never change."""
+        if item_id not in self._settings_of_items:
+            try:
+                item = json.loads(layout.item_path(item_id).read_text(encoding="utf-8"))
+                self._settings_of_items[item_id] = item["properties"].get("nrt:settings")
+            except (OSError, ValueError, KeyError):
+                return None  # unreadable: judged by its data time alone
+        return self._settings_of_items[item_id]
 
     def stage(self, tile: Tile, known: TileState | None = None) -> StagedItem | None:
         """Write the tile's item now if its state is unpublished, so that the run's publication only names it.
@@ -426,6 +459,17 @@ class Pipeline:
             stale = self._unpublished_times(tiles)
             if not stale:
                 return None
+            latest = read_index(CatalogLayout(self.cfg.output.stac_dir)).latest
+            for tile, when in stale.items():
+                item_id = latest.items.get(tile.id) if latest else None
+                if item_id is not None and item_data_time(tile.id, item_id) > when:
+                    log.warning(
+                        "tile %s: its state (data as of %s) is older than its published item %s: publishing the "
+                        "state's alerts (a refit to an earlier date); the next updates catch up",
+                        tile.id,
+                        when.isoformat(),
+                        item_id,
+                    )
             # One state in memory per publishing thread: the reports are made as their items are written.
             reports: list[StagedItem | Callable[[], TileReport | None]] = []
             for tile, when in stale.items():
