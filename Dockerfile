@@ -43,10 +43,12 @@ RUN pip install ${PIP_CERT:+--cert "$PIP_CERT"} . \
 
 USER 1000:0
 # Compile numba's kernels once into the image: a fresh container would otherwise spend 10-30 s compiling them in
-# its first fit or update. Two tiles of 128 px, fitted and fast-forwarded, run every kernel of the default monitor
-# in the array layouts a deployment's runs use.
+# its first fit or update. Fits read a tile in row blocks (non-contiguous arrays) or whole (contiguous): a demo
+# of 128 px tiles and one of 32 px tiles, fitted and fast-forwarded, compile every kernel of the default monitor
+# for both layouts (docker/check.sh checks that a run compiles nothing).
 RUN nrt-alerts demo --no-serve --size 256 --dir /tmp/warm-up \
-    && rm -rf /tmp/warm-up \
+    && nrt-alerts demo --no-serve --size 64 --dir /tmp/warm-up-small \
+    && rm -rf /tmp/warm-up /tmp/warm-up-small \
     && chmod -R g=u "$NUMBA_CACHE_DIR"
 
 WORKDIR /data
