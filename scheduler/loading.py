@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
@@ -28,7 +29,11 @@ from scheduler.clock import utc
 from scheduler.config import INDEX_BANDS, Config, SourceConfig
 from scheduler.errors import SourceError
 from scheduler.grid import Tile
+from scheduler.masks import clear_lookup
 from scheduler.retry import after_retries, call_with_retries, cause_of
+
+if TYPE_CHECKING:
+    from scheduler.sources import UnreadableItem
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +238,28 @@ def pending_items(items: list[pystac.Item], tile: Tile, absorbed: set[str], last
         else:
             todo.append(acq)
     return PendingItems(todo, late)
+
+
+def before_unreadable(
+    pending: PendingItems, unreadable: list[UnreadableItem], tile: Tile, last: str
+) -> SourceError | None:
+    """Hold `pending` back at the earliest dated unreadable item after `last`; the error saying so, if any.
+
+    Such an item may be one of this tile's acquisitions: absorbing later ones first would make it late, never to be
+    absorbed once fixed. So the tile stops before its day, as before an unreadable asset, and the next run reads it
+    again. An item whose text no longer tells its date cannot be placed: it is skipped (the source warned).
+    """
+    dated = sorted((bad for bad in unreadable if bad.when and bad.when[:10] > last[:10]), key=lambda b: b.when or "")
+    if not dated:
+        return None
+    bad = dated[0]
+    # By UTC day, not solar day: close enough to keep a half-read day out, and the item's footprint is unknown.
+    pending.todo = [acq for acq in pending.todo if acq.key[:10] < bad.when[:10]]
+    return SourceError(
+        f"tile {tile.id}: acquisition {bad.when} ({bad.where}) cannot be read: {bad.reason}",
+        acquisition=bad.when,
+        cause=bad.reason,
+    )
 
 
 class AcquisitionError(SourceError):
@@ -541,7 +568,9 @@ def _fill(ds: xr.Dataset, cfg: Config, index: np.ndarray, extra: dict[str, np.nd
     """Write a loaded dataset's index and extra reflectances into flat float32 arrays of its size."""
     src = cfg.source
     raws = {role: _flat(ds[src.bands[role]]) for role in dict.fromkeys(INDEX_BANDS[cfg.index.name] + tuple(extra))}
-    mask, clear = _clear_lookup(_flat(ds[src.mask_band]), src.mask_valid) if src.mask_band else _ALL_CLEAR
+    mask, clear = (
+        clear_lookup(_flat(ds[src.mask_band]), src.mask_valid, src.mask_invalid) if src.mask_band else _ALL_CLEAR
+    )
     params, threads = _Reflectance(src.nodata, src.scale, src.offset), cfg.compute.tile_threads()
     operands = _index_operands(cfg.index.name, raws)
     code = INDEX_CODES[cfg.index.name]
@@ -552,16 +581,6 @@ def _fill(ds: xr.Dataset, cfg: Config, index: np.ndarray, extra: dict[str, np.nd
 
 # No mask band: an empty lookup table tells the kernels every pixel is clear.
 _ALL_CLEAR = (np.zeros(1, dtype=np.uint8), np.zeros(0, dtype=np.float32))
-
-
-def _clear_lookup(mask: np.ndarray, valid: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """The mask band and a table of factors by class (1 clear, NaN not): np.isin(mask, valid) in the kernels."""
-    if mask.dtype.kind == "u" and mask.dtype.itemsize <= 2:  # scene classes: uint8 (a table of 256), uint16
-        clear = np.full(1 << (8 * mask.dtype.itemsize), _NAN, dtype=np.float32)
-        clear[[v for v in valid if 0 <= v < clear.size]] = 1
-        return mask, clear
-    # Other types (rare for a classification): numpy's isin, then a table of (not clear, clear).
-    return np.isin(mask, valid).view(np.uint8), np.array([_NAN, 1], dtype=np.float32)
 
 
 def _flat(data: xr.DataArray) -> np.ndarray:
