@@ -26,6 +26,7 @@ from rasterio.errors import CRSError
 
 from scheduler.errors import ConfigError
 from scheduler.masks import bit_number, invalid_bits
+from scheduler.presets import with_preset
 
 ENV_PREFIX = "NRT_ALERTS_"
 
@@ -80,6 +81,9 @@ SCREENING_BANDS = ("green", "swir16")
 class SourceConfig(_Section):
     """Where imagery comes from and how to read it."""
 
+    preset: str | None = Field(
+        default=None, description="A provider's settings (scheduler/presets.py), e.g. planetary-computer/sentinel-2-l2a"
+    )
     kind: Literal["stac-api", "static"] = "stac-api"
     url: str | None = Field(default=None, description="STAC API root URL (kind = stac-api)")
     catalog: Path | None = Field(default=None, description="Static catalog.json (kind = static)")
@@ -116,6 +120,11 @@ class SourceConfig(_Section):
     skip_acquisitions: list[str] = Field(
         default=[], description="Item ids or dates (YYYY-MM-DD) never to absorb, e.g. an asset that stays broken"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        return with_preset(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _bits_known(self) -> SourceConfig:

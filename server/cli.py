@@ -108,6 +108,20 @@ def _require_history(pipeline: Pipeline, tiles: list[Tile]) -> None:
         raise nothing_found(cfg.source, f"{len(tiles)} tile(s)", bbox, start, end)
 
 
+def cmd_check_source(args: argparse.Namespace) -> int:
+    """Search the source over the area in the history period, read one acquisition, print what was found."""
+    from scheduler.checks import check_source
+
+    cfg = load_config(args.config)
+    pipeline = Pipeline(cfg)
+    tiles = select_tiles(pipeline.tiles, args.tile)
+    start = dt.datetime.combine(cfg.history.start, dt.time.min, tzinfo=dt.UTC)
+    end = dt.datetime.combine(cfg.history.end, dt.time.max, tzinfo=dt.UTC)
+    report = check_source(cfg, pipeline.source, tiles, start, end)
+    sys.stdout.write("".join(f"{line}\n" for line in report.lines))
+    return 0
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fit monitors on the history period (with --forward, fast-forward each tile right after its fit)."""
     if args.until and not args.forward:
@@ -383,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
             help="Never absorb this item id or day (YYYY-MM-DD), e.g. an asset that stays broken (repeatable)",
         )
         p.set_defaults(func=func)
+    p = with_config(sub.add_parser("check-source", help=cmd_check_source.__doc__))
+    p.add_argument("--tile", action="append", help="Search over this tile and read on it (repeatable; default: all)")
+    p.set_defaults(func=cmd_check_source)
     p = with_config(sub.add_parser("serve", help=cmd_serve.__doc__))
     p.add_argument("--host")
     p.add_argument("--port", type=int)
