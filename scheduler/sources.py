@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -54,7 +55,7 @@ class UnreadableItem:
 class Found(list):
     """A search's items (a list of pystac Items), with the items it found but could not read."""
 
-    def __init__(self, items: list[pystac.Item] = (), unreadable: list[UnreadableItem] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, items: Iterable[pystac.Item] = (), unreadable: Iterable[UnreadableItem] = ()) -> None:
         super().__init__(items)
         self.unreadable: list[UnreadableItem] = list(unreadable)
 
@@ -99,13 +100,15 @@ def _is_skipped(item: pystac.Item, skip: set[str]) -> bool:
     return item.id in skip or day in skip
 
 
-def without_skipped(items: list[pystac.Item], cfg: SourceConfig, unreadable: list[UnreadableItem] = ()) -> Found:  # type: ignore[assignment]
+def without_skipped(items: list[pystac.Item], cfg: SourceConfig, unreadable: Iterable[UnreadableItem] = ()) -> Found:
     """Drop the items the operator chose to skip (an asset that stays broken, an unreadable item), saying so."""
     skip = set(cfg.skip_acquisitions)
-    unread = [u for u in unreadable if not _names_skipped(u, skip)]
+    unread: list[UnreadableItem] = []
     for bad in unreadable:
-        if bad not in unread:
-            log.info("%s skipped: listed in source.skip_acquisitions", bad.where, extra={"cause": bad.reason})
+        if not _names_skipped(bad, skip):
+            unread.append(bad)
+            continue
+        log.info("%s skipped: listed in source.skip_acquisitions", bad.where, extra={"cause": bad.reason})
     if not skip:
         return Found(items, unread)
     kept = [item for item in items if not _is_skipped(item, skip)]
