@@ -136,6 +136,7 @@ def test_a_wrong_bit_is_one_config_line(tmp_path: Path, lines: str, message: str
 # -- a history too short to fit any pixel ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_history_too_short_for_any_pixel_is_one_line_naming_tile_period_and_clear_acquisitions(
     tmp_path: Path,
     demo_archive: DemoArchive,
