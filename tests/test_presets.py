@@ -192,3 +192,25 @@ def test_check_source_names_a_missing_asset_key_and_exits_3(
     assert line.startswith(
         f"nrt-alerts: error: item {item.id} has no asset 'red' (source bands.red); its assets: AOT, B01"
     )
+
+
+def test_check_source_says_why_an_acquisition_cannot_be_read_and_exits_3(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    cli_logging: None,  # noqa: F811
+) -> None:
+    rasters = {
+        "B04": (np.full((SIZE, SIZE), 1000, np.uint16), 20.0),
+        "B8A": (np.full((SIZE, SIZE), 3000, np.uint16), 20.0),
+        "SCL": (quarter_masked(4, 9, np.uint8), 20.0),
+    }
+    item, grid = local_copy(PC_ITEM, tmp_path / "assets", rasters)
+    config = deployment(tmp_path, item, grid, "planetary-computer/sentinel-2-l2a", ("2019-06-01", "2019-07-31"))
+    config.write_text(config.read_text().replace("max_cloud_cover = 100\n", "max_cloud_cover = 100\nretries = 0\n"))
+    (tmp_path / "assets" / "SCL.tif").unlink()  # the provider lost the mask
+    assert main(["--log-level", "error", "check-source", "-c", str(config)]) == 3
+    [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nrt-alerts: error:")]
+    assert line.startswith(
+        f"nrt-alerts: error: tile r000c000: loading acquisition 2019-06-29T21:25:29 (item {item.id}) failed: "
+    )
+    assert "SCL.tif" in line, line

@@ -31,7 +31,7 @@ from test_faults import (  # noqa: F401 (fixtures)
     workspace,
 )
 
-from catalog.runs import RunLog
+from catalog.runs import RunLog, RunRecord
 from scheduler.config import Config, SourceConfig
 from scheduler.demo import DemoArchive
 from scheduler.demo_setup import write_demo_config
@@ -43,7 +43,7 @@ from scheduler.sources import StaticCatalogSource, unreadable_in
 from scheduler.state import load_state
 from server.cli import main
 
-from conftest import TEST_SPEC, TILE_SIZE
+from conftest import TEST_SPEC, TILE_SIZE, make_workspace
 
 
 def item_file(pipeline: Pipeline, item_id: str) -> Path:
@@ -327,3 +327,20 @@ def test_an_invalid_item_on_a_stac_api_page_is_skipped_and_the_rest_of_the_page_
         assert not again.failed and record["unreadable_items"] == []
         for tile_id, state in states(pipeline).items():
             assert_same_state(state, clean[tile_id])
+
+
+def test_status_shows_a_runs_unreadable_items(
+    tmp_path: Path,
+    demo_archive: DemoArchive,
+    capsys: pytest.CaptureFixture,
+    cli_logging: None,
+) -> None:
+    cfg = make_workspace(tmp_path / "ws", demo_archive)
+    bad = "static catalog item /data/S2X_1.json: not JSON: unexpected end of data: line 34 column 7 (char 1093)"
+    stamp = "2024-03-15T10:00:00+00:00"
+    RunLog(cfg.output.run_log).append(
+        RunRecord(started=stamp, finished=stamp, until=stamp, outcome="ok", tiles=2, unreadable_items=[bad, "x: y"])
+    )
+    assert main(["status", "-c", str(tmp_path / "ws" / "nrt-alerts.toml")]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.split()[:2] == [stamp, "ok"] and line.endswith(f" 2 unreadable item(s): {bad}")
