@@ -35,9 +35,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "bands": {"blue": "B02", "green": "B03", "red": "B04", "nir": "B8A", "swir16": "B11", "swir22": "B12"},
         "mask_band": "SCL",
         "mask_valid": _S2_SCL_CLEAR,
-        # Planetary Computer keeps the DNs as ESA ships them: no offset before baseline 04.00, -0.1 after it.
+        # Planetary Computer keeps the DNs as ESA ships them, without offset metadata: each item's
+        # s2:processing_baseline decides (no offset before 04.00, -0.1 from it on); this is the fallback.
         "scale": 0.0001,
-        "offset": 0.0,
+        "offset": -0.1,
         "nodata": 0,
     },
     "cdse/sentinel-2-l2a": {

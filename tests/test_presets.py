@@ -16,6 +16,7 @@ from test_sources_errors import cli_logging  # noqa: F401 (fixture)
 
 from scheduler.config import SourceConfig, load_config
 from scheduler.errors import ConfigError
+from scheduler.loading import item_linear
 from scheduler.presets import PRESETS
 from server.cli import main
 
@@ -40,11 +41,14 @@ def test_the_presets_asset_keys_and_collection_are_those_of_the_providers_item(p
         assert key in item.assets, f"{preset}: {key} not in {sorted(item.assets)}"
 
 
-def test_planetary_computer_preset_offset_matches_a_baseline_before_04_00() -> None:
+def test_a_planetary_computer_item_before_baseline_04_00_is_read_without_offset() -> None:
     item = real(PC_ITEM)
     cfg = SourceConfig(preset="planetary-computer/sentinel-2-l2a")
-    assert item.properties["s2:processing_baseline"] == "02.12" and cfg.offset == 0.0
-    assert all("offset" not in band for band in item.assets["B04"].extra_fields["raster:bands"])
+    assert item.properties["s2:processing_baseline"] == "02.12"
+    assert all("offset" not in band for band in item.assets["B8A"].extra_fields["raster:bands"])
+    assert item_linear(item, "B8A", cfg) == (0.0001, 0.0)  # not the preset's fallback, -0.1
+    item.properties["s2:processing_baseline"] = "05.10"
+    assert item_linear(item, "B8A", cfg) == (0.0001, -0.1)
 
 
 def test_landsat_preset_rejects_qa_pixel_bits_not_classes() -> None:

@@ -59,6 +59,8 @@ def item(folder: Path, day: dt.date, offset_dn: int, metadata: str) -> pystac.It
             fields["raster:bands"] = [band | ({"offset": -offset_dn / 10000} if offset_dn else {})]
         elif metadata == "asset fields":  # STAC 1.1, as CDSE writes it
             fields.update({"raster:scale": 0.0001, "raster:offset": -offset_dn / 10000})
+        elif metadata == "baseline":  # Planetary Computer: only the item's processing baseline tells
+            result.properties["s2:processing_baseline"] = "05.10" if offset_dn else "03.01"
         result.add_asset(
             key, pystac.Asset(str(path), media_type=pystac.MediaType.GEOTIFF, roles=["data"], extra_fields=fields)
         )
@@ -67,12 +69,14 @@ def item(folder: Path, day: dt.date, offset_dn: int, metadata: str) -> pystac.It
 
 @pytest.fixture
 def history(tmp_path: Path) -> list[pystac.Item]:
-    """Four dates: before baseline 04.00 (no offset), after it (raster:bands, then asset fields), and no metadata."""
+    """Dates before baseline 04.00 (no offset) and after it, told by raster:bands, asset fields, the baseline, none."""
     return [
         item(tmp_path, dt.date(2021, 12, 20), 0, "raster:bands"),
         item(tmp_path, dt.date(2022, 2, 1), 1000, "raster:bands"),
         item(tmp_path, dt.date(2022, 3, 1), 1000, "asset fields"),
         item(tmp_path, dt.date(2022, 4, 1), 1000, "none"),  # the config's offset (-0.1) stands in
+        item(tmp_path, dt.date(2022, 5, 1), 0, "baseline"),  # 03.01: no offset, whatever the config says
+        item(tmp_path, dt.date(2022, 6, 1), 1000, "baseline"),  # 05.10
     ]
 
 
@@ -80,7 +84,7 @@ def test_a_history_crossing_the_baseline_change_shows_no_step(history: list[pyst
     cfg = config()
     [tile] = area_tiles(cfg.area)
     index = load_index(history, tile, cfg).values
-    assert index.shape == (4, SIZE, SIZE)
+    assert index.shape == (6, SIZE, SIZE)
     expected = np.float32(0.25) / np.float32(0.35)
     for date in index:
         np.testing.assert_allclose(date, expected, rtol=1e-6)
@@ -95,6 +99,8 @@ def test_each_items_scale_and_offset_come_from_its_metadata_the_configs_as_fallb
     assert item_linear(history[1], "nir08", cfg.source) == (0.0001, -0.1)
     assert item_linear(history[2], "nir08", cfg.source) == (0.0001, -0.1)
     assert item_linear(history[3], "nir08", cfg.source) == (0.0001, -0.1)  # the config's
+    assert item_linear(history[4], "nir08", cfg.source) == (0.0001, 0.0)
+    assert item_linear(history[5], "nir08", cfg.source) == (0.0001, -0.1)
     other = cfg.source.model_copy(update={"scale": 0.5, "offset": 7.0})
     assert item_linear(history[0], "nir08", other) == (0.0001, 0.0)  # metadata wins over the config
     assert item_linear(history[3], "nir08", other) == (0.5, 7.0)
