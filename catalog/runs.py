@@ -26,6 +26,8 @@ class RunRecord:
     failed_tiles: list[str] = field(default_factory=list)
     version: str | None = None
     error: str | None = None
+    # Items the source found but could not read (file or id: reason), skipped this run and read again the next.
+    unreadable_items: list[str] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:

@@ -25,6 +25,8 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
 from scheduler.errors import ConfigError
+from scheduler.masks import bit_number, invalid_bits
+from scheduler.presets import with_preset
 
 ENV_PREFIX = "NRT_ALERTS_"
 
@@ -79,6 +81,9 @@ SCREENING_BANDS = ("green", "swir16")
 class SourceConfig(_Section):
     """Where imagery comes from and how to read it."""
 
+    preset: str | None = Field(
+        default=None, description="A provider's settings (scheduler/presets.py), e.g. planetary-computer/sentinel-2-l2a"
+    )
     kind: Literal["stac-api", "static"] = "stac-api"
     url: str | None = Field(default=None, description="STAC API root URL (kind = stac-api)")
     catalog: Path | None = Field(default=None, description="Static catalog.json (kind = static)")
@@ -89,6 +94,14 @@ class SourceConfig(_Section):
     )
     mask_band: str | None = Field(default="scl", description="Asset key of the cloud/scene classification")
     mask_valid: list[int] = Field(default=[4, 5, 6, 7], description="Classes of mask_band that are clear")
+    mask_bits_invalid: list[str | int] = Field(
+        default=[],
+        description="A bit-field mask_band (qa_pixel, Fmask): the bits, by name or number, that make a pixel "
+        "unusable; set, it replaces mask_valid",
+    )
+    mask_bit_layout: Literal["landsat-qa-pixel", "hls-fmask"] = Field(
+        default="landsat-qa-pixel", description="Which product's bit names mask_bits_invalid uses"
+    )
     scale: float = 0.0001
     offset: float = -0.1
     nodata: float | None = 0
@@ -107,6 +120,24 @@ class SourceConfig(_Section):
     skip_acquisitions: list[str] = Field(
         default=[], description="Item ids or dates (YYYY-MM-DD) never to absorb, e.g. an asset that stays broken"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        return with_preset(data) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _bits_known(self) -> SourceConfig:
+        for bit in self.mask_bits_invalid:
+            bit_number(self.mask_bit_layout, bit)  # ValueError naming the known bits
+        if self.mask_bits_invalid and "mask_valid" in self.model_fields_set:
+            raise ValueError("mask_valid (classes) and mask_bits_invalid (bits) exclude each other: set one")
+        return self
+
+    @property
+    def mask_invalid(self) -> int:
+        """The bits of mask_bits_invalid as one integer (0: the mask band holds classes)."""
+        return invalid_bits(self.mask_bit_layout, self.mask_bits_invalid)
 
     @model_validator(mode="after")
     def _kind_has_location(self) -> SourceConfig:

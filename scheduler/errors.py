@@ -24,6 +24,14 @@ class SourceError(NrtAlertsError):
         self.cause = cause  # the underlying fault in one line, where known
 
 
+class NothingFoundError(SourceError):
+    """The source has no acquisition for a tile's period: collection, bbox, period or cloud limit do not match."""
+
+
+class HistoryTooShortError(SourceError):
+    """No pixel of a tile has enough clear acquisitions in the history period to be fitted."""
+
+
 class StateError(NrtAlertsError):
     """A tile's monitor state is missing, corrupt or does not match the configuration."""
 

@@ -43,6 +43,7 @@ def record_run(
             failed_tiles=[t.tile_id for t in result.failed] if result else [],
             version=result.publication.id if result and result.publication else None,
             error=error or failures or None,
+            unreadable_items=sorted({bad for t in result.tiles for bad in t.unreadable}) if result else [],
         )
     )
 

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
@@ -28,7 +29,11 @@ from scheduler.clock import utc
 from scheduler.config import INDEX_BANDS, Config, SourceConfig
 from scheduler.errors import SourceError
 from scheduler.grid import Tile
+from scheduler.masks import clear_lookup
 from scheduler.retry import after_retries, call_with_retries, cause_of
+
+if TYPE_CHECKING:
+    from scheduler.sources import UnreadableItem
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +240,28 @@ def pending_items(items: list[pystac.Item], tile: Tile, absorbed: set[str], last
     return PendingItems(todo, late)
 
 
+def before_unreadable(
+    pending: PendingItems, unreadable: list[UnreadableItem], tile: Tile, last: str
+) -> SourceError | None:
+    """Hold `pending` back at the earliest dated unreadable item after `last`; the error saying so, if any.
+
+    Such an item may be one of this tile's acquisitions: absorbing later ones first would make it late, never to be
+    absorbed once fixed. So the tile stops before its day, as before an unreadable asset, and the next run reads it
+    again. An item whose text no longer tells its date cannot be placed: it is skipped (the source warned).
+    """
+    dated = sorted((bad for bad in unreadable if bad.when and bad.when[:10] > last[:10]), key=lambda b: b.when or "")
+    if not dated:
+        return None
+    bad = dated[0]
+    # By UTC day, not solar day: close enough to keep a half-read day out, and the item's footprint is unknown.
+    pending.todo = [acq for acq in pending.todo if acq.key[:10] < bad.when[:10]]
+    return SourceError(
+        f"tile {tile.id}: acquisition {bad.when} ({bad.where}) cannot be read: {bad.reason}",
+        acquisition=bad.when,
+        cause=bad.reason,
+    )
+
+
 class AcquisitionError(SourceError):
     """One acquisition could not be read after the retries; the acquisitions before it were."""
 
@@ -358,7 +385,7 @@ def load_index_and_bands(
     if len(parts) > 1:
         with contextlib.suppress(_Regrouped):
             return _load_in_parts(parts, tile, cfg, extra_roles)
-    return masked_index(_read(items, tile, cfg, extra_roles), cfg, extra_roles)
+    return masked_index(_read(items, tile, cfg, extra_roles), cfg, extra_roles, _linear_by_date(items, tile, cfg))
 
 
 # A long history is read this many dates at a time into the output: its raw bands never all live at once.
@@ -383,7 +410,8 @@ def _load_in_parts(
         if ds.sizes["time"] != size:
             raise _Regrouped
         rows = slice(first, first + size)
-        _fill(ds, cfg, index[rows].reshape(-1), {role: out[rows].reshape(-1) for role, out in extra.items()})
+        flat = {role: out[rows].reshape(-1) for role, out in extra.items()}
+        _fill(ds, cfg, index[rows].reshape(-1), flat, _linear_by_date(part, tile, cfg))
         times.append(ds.indexes["time"])
         first += size
     time = times[0].append(times[1:])
@@ -505,7 +533,10 @@ def _skeleton_key(item: pystac.Item, assets: list[str], tile: Tile) -> tuple:
 
 
 def masked_index(
-    ds: xr.Dataset, cfg: Config, extra_roles: tuple[str, ...] = ()
+    ds: xr.Dataset,
+    cfg: Config,
+    extra_roles: tuple[str, ...] = (),
+    linear: list[tuple[float, float]] | None = None,
 ) -> tuple[xr.DataArray, dict[str, xr.DataArray]]:
     """The index and the `extra_roles` reflectances of a loaded dataset: scaled, cloud-masked, NaN where undefined.
 
@@ -516,7 +547,7 @@ def masked_index(
     template = ds[src.bands["nir"]]  # every index's first operand: xarray's arithmetic kept its attributes
     index = _output(template.size)
     extra = {role: _output(template.size) for role in extra_roles}
-    _fill(ds, cfg, index, extra)
+    _fill(ds, cfg, index, extra, linear)
     time = ds.indexes["time"]
     arrays = {role: _as_array(out, ds[src.bands[role]], time) for role, out in extra.items()}
     return _as_array(index, template, time, cfg.index.name), arrays
@@ -537,12 +568,49 @@ def _output(shape: int | tuple[int, ...]) -> np.ndarray:
     return raw[skip : skip + size * 4].view(np.float32).reshape(shape)
 
 
-def _fill(ds: xr.Dataset, cfg: Config, index: np.ndarray, extra: dict[str, np.ndarray]) -> None:
-    """Write a loaded dataset's index and extra reflectances into flat float32 arrays of its size."""
+def _fill(
+    ds: xr.Dataset,
+    cfg: Config,
+    index: np.ndarray,
+    extra: dict[str, np.ndarray],
+    linear: list[tuple[float, float]] | None = None,
+) -> None:
+    """Write a loaded dataset's index and extra reflectances into flat float32 arrays of its size.
+
+    `linear`: each time step's (scale, offset) from its items' metadata; without it, the config's for all.
+    """
     src = cfg.source
     raws = {role: _flat(ds[src.bands[role]]) for role in dict.fromkeys(INDEX_BANDS[cfg.index.name] + tuple(extra))}
-    mask, clear = _clear_lookup(_flat(ds[src.mask_band]), src.mask_valid) if src.mask_band else _ALL_CLEAR
-    params, threads = _Reflectance(src.nodata, src.scale, src.offset), cfg.compute.tile_threads()
+    mask, clear = (
+        clear_lookup(_flat(ds[src.mask_band]), src.mask_valid, src.mask_invalid) if src.mask_band else _ALL_CLEAR
+    )
+    steps = [_Reflectance(src.nodata, *pair) for pair in linear or []]
+    if len(set(steps)) <= 1 or len(steps) != ds.sizes["time"]:
+        # One pass over every date (the usual case: one scale and offset for the whole load).
+        params = (
+            steps[0] if steps and len(steps) == ds.sizes["time"] else _Reflectance(src.nodata, src.scale, src.offset)
+        )
+        _fill_pass(cfg, index, extra, raws, (mask, clear), params)
+        return
+    size = index.size // len(steps)
+    for t, params in enumerate(steps):  # dates of several processing baselines: each with its own offset
+        rows = slice(t * size, (t + 1) * size)
+        part = {role: out[rows] for role, out in extra.items()}
+        masks = (mask[rows], clear) if clear.size else (mask, clear)
+        _fill_pass(cfg, index[rows], part, {role: raw[rows] for role, raw in raws.items()}, masks, params)
+
+
+def _fill_pass(
+    cfg: Config,
+    index: np.ndarray,
+    extra: dict[str, np.ndarray],
+    raws: dict[str, np.ndarray],
+    masks: tuple[np.ndarray, np.ndarray],
+    params: _Reflectance,
+) -> None:
+    """The fused kernels over flat arrays of the same dates: the index, then each extra reflectance."""
+    mask, clear = masks
+    threads = cfg.compute.tile_threads()
     operands = _index_operands(cfg.index.name, raws)
     code = INDEX_CODES[cfg.index.name]
     _fused(_index_chunk, index, (code, *operands, mask, clear, *params.args(operands)), threads)
@@ -550,18 +618,39 @@ def _fill(ds: xr.Dataset, cfg: Config, index: np.ndarray, extra: dict[str, np.nd
         _fused(_band_chunk, out, (raws[role], mask, clear, *params.args((raws[role],))), threads)
 
 
+def item_linear(item: pystac.Item, key: str, src: SourceConfig) -> tuple[float, float]:
+    """An asset's scale and offset from the item's metadata, else the config's.
+
+    raster:bands' scale/offset, or STAC 1.1's raster:scale/raster:offset on the asset. A scale given without an
+    offset means offset 0 (Sentinel-2 before processing baseline 04.00 on some providers). Without either, a
+    Sentinel-2 item's s2:processing_baseline decides the offset (0 before 04.00, -0.1 from it on).
+    """
+    asset = item.assets.get(key)
+    fields = asset.extra_fields if asset is not None else {}
+    bands = fields.get("raster:bands") or [{}]
+    band = bands[0] if isinstance(bands[0], dict) else {}
+    scale = fields.get("raster:scale", band.get("scale"))
+    offset = fields.get("raster:offset", band.get("offset"))
+    if scale is None and offset is None:
+        baseline = item.properties.get("s2:processing_baseline")
+        if isinstance(baseline, str) and len(baseline) == 5:  # "NN.NN": compared as text
+            # ESA's L2A DNs carry a BOA offset of 1000 from baseline 04.00 (January 2022) on, none before.
+            return src.scale, -0.1 if baseline >= "04.00" else 0.0
+        return src.scale, src.offset
+    return (
+        float(scale) if scale is not None else src.scale,
+        float(offset) if offset is not None else 0.0,
+    )
+
+
+def _linear_by_date(items: list[pystac.Item], tile: Tile, cfg: Config) -> list[tuple[float, float]]:
+    """Each acquisition's (scale, offset), in load order, from its first item's index band (nir)."""
+    key = cfg.source.bands["nir"]
+    return [item_linear(acq.items[0], key, cfg.source) for acq in group_acquisitions(items, tile)]
+
+
 # No mask band: an empty lookup table tells the kernels every pixel is clear.
 _ALL_CLEAR = (np.zeros(1, dtype=np.uint8), np.zeros(0, dtype=np.float32))
-
-
-def _clear_lookup(mask: np.ndarray, valid: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """The mask band and a table of factors by class (1 clear, NaN not): np.isin(mask, valid) in the kernels."""
-    if mask.dtype.kind == "u" and mask.dtype.itemsize <= 2:  # scene classes: uint8 (a table of 256), uint16
-        clear = np.full(1 << (8 * mask.dtype.itemsize), _NAN, dtype=np.float32)
-        clear[[v for v in valid if 0 <= v < clear.size]] = 1
-        return mask, clear
-    # Other types (rare for a classification): numpy's isin, then a table of (not clear, clear).
-    return np.isin(mask, valid).view(np.uint8), np.array([_NAN, 1], dtype=np.float32)
 
 
 def _flat(data: xr.DataArray) -> np.ndarray:

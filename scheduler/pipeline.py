@@ -30,12 +30,13 @@ from scheduler import aligned, backups, parallel
 from scheduler.blocks import absorb_all, block_rows, join_blocks, load_rows, row_blocks, tile_rows
 from scheduler.clock import utc
 from scheduler.config import SCREENING_BANDS, Config
-from scheduler.errors import ConfigError, NrtAlertsError, SourceError, StateError
+from scheduler.errors import ConfigError, HistoryTooShortError, NrtAlertsError, StateError
 from scheduler.grid import Tile, area_tiles
 from scheduler.loading import (
     AcquisitionError,
     acquisition_key,
     batches,
+    before_unreadable,
     group_acquisitions,
     load_index_and_bands,
     load_new_index,
@@ -43,7 +44,7 @@ from scheduler.loading import (
     warming_up,
 )
 from scheduler.monitors import fit_monitor, note_series, record_series, report_layers, series_writer
-from scheduler.sources import ImagerySource, source_from_config
+from scheduler.sources import ImagerySource, nothing_found, source_from_config, unreadable_in
 from scheduler.state import (
     TileState,
     current_state,
@@ -66,6 +67,7 @@ class TileOutcome:
     tile_id: str
     absorbed: list[str] = field(default_factory=list)
     skipped_late: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # items the search found but could not read
     error: str | None = None
     # The state the tile's work left on disk, for its report in this process (see stage); never sent from dask.
     state: TileState | None = field(default=None, repr=False, compare=False)
@@ -204,7 +206,7 @@ class Pipeline:
         start = dt.datetime.combine(self.cfg.history.start, dt.time.min, tzinfo=dt.UTC)
         items = self.source.search(tile.bounds_4326, start, _history_end(self.cfg))
         if not items:
-            raise SourceError(f"tile {tile.id}: no acquisitions in the history period {start:%Y-%m-%d}..")
+            raise nothing_found(self.cfg.source, f"tile {tile.id}", tile.bounds_4326, start, _history_end(self.cfg))
         self.cfg.output.state_dir.mkdir(parents=True, exist_ok=True)
         # The tile's lock for the whole fit: its series chunk and state are this tile's alone meanwhile.
         with file_lock(self._lock(tile)):
@@ -215,10 +217,12 @@ class Pipeline:
             # A load reads several fit blocks' rows at once: each load opens every asset again.
             blocks, series = [], None
             dates = len(group_acquisitions(items, tile))
+            clear = np.zeros(dates, dtype=bool)  # the dates with a clear pixel somewhere in the tile
             fit_rows = block_rows(self.cfg.compute, tile, dates)
             for top, bottom in row_blocks(tile.height, load_rows(self.cfg.compute, tile, dates)):
                 part = tile_rows(tile, top, bottom)
                 history, bands = load_index_and_bands(items, part, self.cfg, SCREENING_BANDS if screening else ())
+                clear[: history.sizes["time"]] |= np.isfinite(history.values).any(axis=(1, 2))
                 for start, stop in row_blocks(bottom - top, fit_rows):
                     rows = {"y": slice(start, stop)}
                     fitted = fit_monitor(
@@ -236,7 +240,13 @@ class Pipeline:
                 series.write(top, history.values)
                 del history, bands  # before the next block's load, so two blocks never live at once
             monitor = join_blocks(blocks)
-            note_series(monitor, series.close(), self.cfg)  # published before the state commits
+            chunk = series.close()  # closed even when nothing could be fitted: no temp file is left behind
+            if forest.any() and (monitor.empty or not (monitor.monitor.mask == 1).any()):
+                raise HistoryTooShortError(
+                    f"tile {tile.id}: history {self.cfg.history.start}..{self.cfg.history.end} too short to fit any "
+                    f"pixel: {int(clear.sum())} clear acquisition(s) found of {len(keys)}; lengthen the history period"
+                )
+            note_series(monitor, chunk, self.cfg)  # published before the state commits
             state = TileState(
                 tile_id=tile.id,
                 crs=tile.crs,
@@ -289,13 +299,15 @@ class Pipeline:
                 )
             items = self.source.search(tile.bounds_4326, _history_end(self.cfg), utc(until))
             outcome.state = state if state is known else None  # a state loaded here is of no use to the caller
-            if not items:
+            outcome.unreadable = [str(bad) for bad in unreadable_in(items)]
+            if not items and not outcome.unreadable:
                 return outcome
             seen = set(state.absorbed)
             last = state.last_key or ""
             # Absorbed acquisitions are not read again; late ones are set apart unread (docs/faults.md).
             pending = pending_items(items, tile, seen, last)
             outcome.skipped_late.extend(acq.key for acq in pending.late)
+            held = before_unreadable(pending, unreadable_in(items), tile, last)  # an unreadable item stops it there
             failure = None
             # The rest streams through in batches of dates: memory follows the tile, not the acquisitions.
             for batch in batches(pending.todo, self.cfg.compute.batch_acquisitions):
@@ -328,6 +340,7 @@ class Pipeline:
                 del data
                 if failure is not None:
                     break
+            failure = failure or held
             for late in pending.late:
                 log.warning(
                     "tile %s: acquisition %s (item %s) not absorbed: it arrived after the newer %s was absorbed",

@@ -21,10 +21,11 @@ from scheduler.clock import clock_from_config, utc
 from scheduler.config import Config, load_config
 from scheduler.demo.spec import SCENARIOS
 from scheduler.errors import ConfigError, NotFittedError, NrtAlertsError, StateError
-from scheduler.grid import select_tiles
+from scheduler.grid import Tile, select_tiles
 from scheduler.jobs import record_run
 from scheduler.logs import setup_logging
 from scheduler.pipeline import Pipeline, RunResult
+from scheduler.sources import area_bbox_4326, nothing_found
 
 log = logging.getLogger("nrt_alerts")
 
@@ -96,6 +97,30 @@ def _record(cfg: Config, started: dt.datetime, until: dt.datetime, result: RunRe
     record_run(RunLog(cfg.output.run_log), started, until, "partial" if result.failed else "ok", result)
 
 
+def _require_history(pipeline: Pipeline, tiles: list[Tile]) -> None:
+    """Stop a fit at once (exit 3, one line) when the source has nothing over its tiles in the history period."""
+    cfg = pipeline.cfg
+    start = dt.datetime.combine(cfg.history.start, dt.time.min, tzinfo=dt.UTC)
+    end = dt.datetime.combine(cfg.history.end, dt.time.max, tzinfo=dt.UTC)
+    bbox = area_bbox_4326([tile.bounds_4326 for tile in tiles])
+    if not pipeline.source.search(bbox, start, end):
+        raise nothing_found(cfg.source, f"{len(tiles)} tile(s)", bbox, start, end)
+
+
+def cmd_check_source(args: argparse.Namespace) -> int:
+    """Search the source over the area in the history period, read one acquisition, print what was found."""
+    from scheduler.checks import check_source
+
+    cfg = load_config(args.config)
+    pipeline = Pipeline(cfg)
+    tiles = select_tiles(pipeline.tiles, args.tile)
+    start = dt.datetime.combine(cfg.history.start, dt.time.min, tzinfo=dt.UTC)
+    end = dt.datetime.combine(cfg.history.end, dt.time.max, tzinfo=dt.UTC)
+    report = check_source(cfg, pipeline.source, tiles, start, end)
+    sys.stdout.write("".join(f"{line}\n" for line in report.lines))
+    return 0
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fit monitors on the history period (with --forward, fast-forward each tile right after its fit)."""
     if args.until and not args.forward:
@@ -104,6 +129,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     pipeline = Pipeline(cfg)
     tiles = select_tiles(pipeline.tiles, args.tile)
     until = (_parse_until(args.until) or clock_from_config(cfg.clock).now()) if args.forward else None
+    _require_history(pipeline, tiles)
     started = dt.datetime.now(dt.UTC)
     with _progress(len(tiles), "fit", "tile") as bar:
         result = pipeline.run_fit(tiles, progress=bar, until=until)
@@ -268,8 +294,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.write(f"{'finished':25} {'outcome':8} {'tiles':>5} {'acq':>4} {'version':18} error\n")
     for r in reversed(runs):
+        unreadable = (
+            f"{len(r.unreadable_items)} unreadable item(s): {r.unreadable_items[0]}" if r.unreadable_items else ""
+        )
+        note = "; ".join(part for part in (r.error, unreadable) if part)
         sys.stdout.write(
-            f"{r.finished:25} {r.outcome:8} {r.tiles:5d} {r.acquisitions:4d} {r.version or '-':18} {r.error or ''}\n"
+            f"{r.finished:25} {r.outcome:8} {r.tiles:5d} {r.acquisitions:4d} {r.version or '-':18} {note}\n"
         )
     return 0 if runs[-1].outcome in ("ok", "skipped") else 1
 
@@ -374,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
             help="Never absorb this item id or day (YYYY-MM-DD), e.g. an asset that stays broken (repeatable)",
         )
         p.set_defaults(func=func)
+    p = with_config(sub.add_parser("check-source", help=cmd_check_source.__doc__))
+    p.add_argument("--tile", action="append", help="Search over this tile and read on it (repeatable; default: all)")
+    p.set_defaults(func=cmd_check_source)
     p = with_config(sub.add_parser("serve", help=cmd_serve.__doc__))
     p.add_argument("--host")
     p.add_argument("--port", type=int)
