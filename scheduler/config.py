@@ -318,6 +318,9 @@ class OutputConfig(_Section):
 
     dir: Path = Path("data/output")
     collection_title: str = "Forest disturbance alerts"
+    min_free_mb: Annotated[float, Field(ge=0)] = Field(
+        default=100, description="A run starts only with this much free space on the output's disk (MB)"
+    )
     state_generations: Annotated[int, Field(ge=0)] = Field(
         default=3, description="Earlier state files kept per tile for `nrt-alerts restore` (0: none)"
     )

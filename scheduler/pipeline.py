@@ -21,6 +21,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import reproject
 from threadpoolctl import threadpool_limits
 
+from catalog.diskspace import disk_full, require_free
 from catalog.errors import PublishError
 from catalog.locking import file_lock
 from catalog.mosaic import AreaGrid
@@ -467,6 +468,16 @@ class Pipeline:
         report is made again from the state.
         """
         staged = staged or {}
+        try:
+            return self._publish(tiles, staged)
+        except Exception as exc:
+            full = disk_full(exc, self.cfg.output.stac_dir)
+            if full is None:
+                raise
+            raise full from exc  # already published versions stay as they were: the pointer moves last
+
+    def _publish(self, tiles: list[Tile], staged: dict[str, StagedItem]) -> Publication | None:
+        """publish() under the publication lock."""
         # Decide under the lock, so two runs finishing together do not publish the same states twice.
         with self.publisher.lock():
             stale = self._unpublished_times(tiles)
@@ -519,6 +530,7 @@ class Pipeline:
         With `until`, each tile is fast-forwarded to it right after its fit, and published once at the end.
         """
         tiles = tiles or self.tiles
+        require_free(self.cfg.output.dir, self.cfg.output.min_free_mb)
         if self._on_dask():
             task, args = (parallel.fit_task, ()) if until is None else (parallel.fit_forward_task, (until,))
             return parallel.run_tiles(self, tiles, task, *args, progress=lambda _: progress and progress(1))
@@ -526,9 +538,12 @@ class Pipeline:
         def fit(pipeline: Pipeline, tile: Tile) -> TileOutcome:
             try:
                 fitted = pipeline.fit_tile(tile)
-            except NrtAlertsError as exc:
-                log.error("tile %s: fit failed: %s", tile.id, exc, extra=_fields(tile, exc))
-                return TileOutcome(tile.id, error=str(exc))
+            except Exception as exc:
+                failure = pipeline.explained(exc)
+                if failure is None:
+                    raise
+                log.error("tile %s: fit failed: %s", tile.id, failure, extra=_fields(tile, failure))
+                return TileOutcome(tile.id, error=str(failure))
             if until is None:
                 return TileOutcome(tile.id, state=fitted)
             return pipeline.guarded_update(tile, until, known=fitted)
@@ -541,6 +556,7 @@ class Pipeline:
     ) -> RunResult:
         """Bring every tile up to `until` (a failing tile is reported, the others go on), then publish."""
         tiles = tiles or self.tiles
+        require_free(self.cfg.output.dir, self.cfg.output.min_free_mb)
         if self._on_dask():
             # Progress comes per tile from a cluster: the bar advances by the tile's acquisitions.
             return parallel.run_tiles(
@@ -559,12 +575,21 @@ class Pipeline:
         """update_tile, with a failure reported as the tile's outcome (and logged) instead of raised."""
         try:
             return self.update_tile(tile, until, progress, known)
-        except NrtAlertsError as exc:
-            log.error("tile %s: update failed: %s", tile.id, exc, extra=_fields(tile, exc))
-            return TileOutcome(tile.id, error=str(exc))
-        except Exception as exc:  # a bug or an unforeseen library error in one tile must not stop the others
+        except Exception as exc:
+            failure = self.explained(exc)
+            if failure is not None:
+                log.error("tile %s: update failed: %s", tile.id, failure, extra=_fields(tile, failure))
+                return TileOutcome(tile.id, error=str(failure))
+            # A bug or an unforeseen library error in one tile must not stop the others.
             log.exception("tile %s: update failed unexpectedly: %r", tile.id, exc, extra={"tile": tile.id})
             return TileOutcome(tile.id, error=f"unexpected {type(exc).__name__}: {exc}")
+
+    def explained(self, exc: Exception) -> Exception | None:
+        """The failure as a user should read it: a full disk as such, our own errors as they are; else None."""
+        full = disk_full(exc, self.cfg.output.dir)
+        if full is not None:
+            return full
+        return exc if isinstance(exc, NrtAlertsError) else None
 
     def _run_here(
         self,

@@ -151,8 +151,13 @@ def _run_update(args: argparse.Namespace, kind: str) -> int:
         # Nothing fitted at all is an operator mistake, not a per-tile failure: say so once.
         raise NotFittedError(f"no fitted monitor state in {cfg.output.state_dir}: run `nrt-alerts fit` first")
     started = dt.datetime.now(dt.UTC)
-    with _progress(None, kind, "acq") as bar:
-        result = pipeline.run_update(until, tiles, progress=bar)
+    try:
+        with _progress(None, kind, "acq") as bar:
+            result = pipeline.run_update(until, tiles, progress=bar)
+    except (NrtAlertsError, CatalogError) as exc:
+        # The run failed as a whole (e.g. a full disk): /status and `nrt-alerts status` must show it.
+        record_run(RunLog(cfg.output.run_log), started, until, "failed", error=str(exc))
+        raise
     _record(cfg, started, until, result)
     return _summarise(kind, result)
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from catalog.diskspace import MB, NEARLY_FULL, free_bytes
 from catalog.runs import RunLog
 from server.deps import RegistryDep, SettingsDep
 
@@ -24,6 +25,9 @@ class Health(BaseModel):
     status: str
     reason: str | None = None
     last_successful_run: str | None = None
+    last_run_outcome: str | None = None
+    last_run_error: str | None = None
+    free_disk_mb: float | None = None
     latest_version: str | None
     latest_datetime: str | None
     published: str | None
@@ -35,25 +39,36 @@ class Health(BaseModel):
     response_model=Health,
     operation_id="getHealth",
     tags=["Health"],
-    responses={503: {"model": Health, "description": "The last successful run is too old"}},
+    responses={503: {"model": Health, "description": "The last successful run is too old, or the disk is full"}},
 )
 def healthz(request: Request, registry: RegistryDep, settings: SettingsDep) -> JSONResponse:
     """200 while the server runs and updates succeed; 503 when the last successful run is too old."""
     index = registry.index()
     latest = index.latest
-    success = RunLog(settings.run_log_path).last_success()
+    runs = RunLog(settings.run_log_path)
+    success, newest = runs.last_success(), (runs.read() or [None])[-1]
     status, reason = "ok", None
+    try:
+        free = free_bytes(settings.stac_dir)
+    except OSError:
+        free = None
+    if free is not None and free < NEARLY_FULL:
+        # Every run would fail on its first write: wake the operator now, not after healthz_max_age_seconds.
+        status, reason = "disk-full", f"only {free / MB:.1f} MB free on the disk of the published catalog"
     if settings.healthz_max_age_seconds is not None:
         # Before the first run completes, the server's own start is the reference.
         since = success.finished_at if success else request.app.state.started
         age = (dt.datetime.now(dt.UTC) - since).total_seconds()
-        if age > settings.healthz_max_age_seconds:
+        if age > settings.healthz_max_age_seconds and status == "ok":
             status = "stale"
             reason = f"no successful update run for {age:.0f} s (limit {settings.healthz_max_age_seconds:.0f} s)"
     health = Health(
         status=status,
         reason=reason,
         last_successful_run=success.finished if success else None,
+        last_run_outcome=newest.outcome if newest else None,
+        last_run_error=newest.error if newest else None,
+        free_disk_mb=round(free / MB, 1) if free is not None else None,
         latest_version=latest.id if latest else None,
         latest_datetime=latest.datetime.isoformat() if latest else None,
         published=latest.published.isoformat() if latest else None,
