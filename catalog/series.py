@@ -30,6 +30,7 @@ from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_validate
 
 from catalog.atomic import atomic_path, commit_temp, file_version, make_temp, remove_temps
+from catalog.design import ccdcnrt_design, nrt_design
 from catalog.errors import PublishError
 
 log = logging.getLogger(__name__)
@@ -124,30 +125,16 @@ class ModelForm:
 
 
 def _nrt_design(times: Sequence[dt.datetime], trend: bool, order: int, lag_years: float) -> np.ndarray:
-    """nrt.utils.build_regressors, re-implemented so that readers need not import nrt."""
-    rows = []
-    for when in times:
-        if lag_years:
-            when = when.replace(year=when.year - int(lag_years))
-        row = [1.0]
-        if trend:
-            # nrt: (dates - pd.Timestamp(1970)).days, and pd.Timestamp(1970) is 1970 ns after the epoch.
-            ns = (when - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1) * 1000 - 1970
-            row.append(float(ns // (86400 * 10**9)))
-        start, end = dt.datetime(when.year, 1, 1), dt.datetime(when.year, 12, 31)
-        decimal = when.year + (when - start) / (end - start)
-        angles = [2 * np.pi * decimal * k for k in range(1, order + 1)]
-        rows.append(row + [np.cos(a) for a in angles] + [np.sin(a) for a in angles])
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), 1 + int(trend) + 2 * order)
+    """Nrt's design (catalog/design.py) at `times`, each moved back by `lag_years` whole years."""
+    if lag_years:
+        times = [when.replace(year=when.year - int(lag_years)) for when in times]
+    return nrt_design(np.array(list(times), dtype="datetime64[ns]"), trend, order)
 
 
 def _ccdcnrt_design(times: Sequence[dt.datetime], trend: bool, order: int, lag_years: float) -> np.ndarray:
-    """scheduler/ccdcnrt.py's design: years of 365.25 days since 1970, interleaved cos/sin pairs."""
+    """CCDC-NRT's design (catalog/design.py) at `times` less `lag_years` years of 365.25 days."""
     years = np.array([(t - dt.datetime(1970, 1, 1)) / dt.timedelta(days=365.25) for t in times]) - lag_years
-    columns = [np.ones_like(years)] + ([years] if trend else [])
-    for k in range(1, order + 1):
-        columns += [np.cos(2 * np.pi * k * years), np.sin(2 * np.pi * k * years)]
-    return np.stack(columns, axis=-1).reshape(len(years), 1 + int(trend) + 2 * order)
+    return ccdcnrt_design(years, trend, order)
 
 
 @dataclass

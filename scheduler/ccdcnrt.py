@@ -64,15 +64,25 @@ import math
 import numpy as np
 import xarray as xr
 
+from catalog.design import ccdcnrt_design
 from scheduler.errors import NotFittedError
+from scheduler.pixel_codes import (
+    BREAK,
+    MONITORED,
+    NOT_MONITORED,
+    SHORT,
+    STAGE_CONFIRMED,
+    STAGE_FINISHED,
+    STAGE_FIRST,
+    STAGE_PROVISIONAL,
+)
 
 EPOCH = dt.datetime(1970, 1, 1)
 YEAR_DAYS = 365.25
 SECONDS_PER_DAY = 86400.0
 
-# nrt's mask codes; 3 marks a finished (frozen) alert here.
-NOT_MONITORED, MONITORED, FINISHED, TOO_FEW = 0, 1, 3, 4
-STAGE_NONE, STAGE_FIRST, STAGE_PROVISIONAL, STAGE_CONFIRMED, STAGE_FINISHED = 0, 1, 2, 3, 4
+# nrt's mask code 3 (a confirmed break) marks a finished (frozen) alert here.
+FINISHED = BREAK
 
 MIN_OBS_FACTOR = 1.5
 # A noiseless history has rmse 0; the floor keeps confidence finite instead of inf or NaN.
@@ -174,14 +184,8 @@ class CCDCNRT:
         return 1 + int(self.trend) + 2 * self.harmonic_order
 
     def _design(self, years: np.ndarray, origin: float = 0.0) -> np.ndarray:
-        """Design matrix (len(years), n_coef): 1, t - origin, cos/sin pairs by harmonic."""
-        columns = [np.ones_like(years)]
-        if self.trend:
-            columns.append(years - origin)
-        for k in range(1, self.harmonic_order + 1):
-            angle = 2.0 * np.pi * k * years
-            columns += [np.cos(angle), np.sin(angle)]
-        return np.stack(columns, axis=-1)
+        """Design matrix (len(years), n_coef): 1, t - origin, cos/sin pairs by harmonic (catalog/design.py)."""
+        return ccdcnrt_design(years, self.trend, self.harmonic_order, origin)
 
     def fit(self, dataarray: xr.DataArray) -> None:
         """Fit the per-pixel harmonic model on the history and reset all monitoring state."""
@@ -208,7 +212,7 @@ class CCDCNRT:
         data = np.asarray(dataarray.data)[history].reshape(int(history.sum()), -1)
         beta, rmse, n_obs = self._solve(days[history] / YEAR_DAYS, data, wanted.reshape(-1))
         fitted = np.isfinite(rmse)
-        mask = np.where(fitted, MONITORED, np.where(wanted.reshape(-1), TOO_FEW, NOT_MONITORED))
+        mask = np.where(fitted, MONITORED, np.where(wanted.reshape(-1), SHORT, NOT_MONITORED))
         self.mask = mask.astype(np.uint8).reshape(shape)
         self.beta = beta.reshape((self.n_coef, *shape))
         self.rmse = rmse.reshape(shape)
