@@ -59,6 +59,7 @@ window is simply ignored until the pixel is stable).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 
 import numpy as np
@@ -76,6 +77,8 @@ from scheduler.pixel_codes import (
     STAGE_FIRST,
     STAGE_PROVISIONAL,
 )
+
+log = logging.getLogger(__name__)
 
 EPOCH = dt.datetime(1970, 1, 1)
 YEAR_DAYS = 365.25
@@ -416,6 +419,14 @@ class CCDCNRT:
         dropped = np.zeros(ni.size, dtype=bool)
         if self.must_be_confirmed_in_monitoring:
             dropped = last < self.monitoring_start_day + self.calibration_days
+            if dropped.any():
+                log.info(
+                    "CCDC-NRT: %d pixels confirmed a change on day %d, in the calibration period (until day %d): "
+                    "not reported (must_be_confirmed_in_monitoring); each needs a stable window before a new alert",
+                    int(dropped.sum()),
+                    day,
+                    self.monitoring_start_day + self.calibration_days - 1,
+                )
         # A change confirmed in calibration predates monitoring: re-detection needs a stable window first.
         f["armed"][ni[dropped]] = 0
         keep = ~dropped
@@ -441,6 +452,29 @@ class CCDCNRT:
         out["confidence"] = confidence
         out["difference"] = difference
         return out
+
+    def pending(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The change observations of each pixel's current window: (oldest date, mean confidence, mean difference).
+
+        0 / NaN where the window holds no change. A first or provisional stage is dated and measured by these.
+        """
+        self._check_fitted()
+        n = self.window
+        date = np.zeros(self.mask.shape, dtype=np.uint16)
+        confidence = np.zeros(self.mask.shape, dtype=np.float32)
+        difference = np.zeros(self.mask.shape, dtype=np.float32)
+        slot = self.ring_pos.astype(np.intp)[None]
+        for age in range(n):  # newest to oldest: the oldest change's date is written last
+            is_change = ((self.flags >> age) & 1).astype(bool) & (age < self.window_fill)
+            at = (slot - age) % n
+            date = np.where(is_change, np.take_along_axis(self.ring_date, at, 0)[0], date)
+            confidence += np.where(is_change, np.take_along_axis(self.ring_confidence, at, 0)[0], 0)
+            difference += np.where(is_change, np.take_along_axis(self.ring_difference, at, 0)[0], 0)
+        count = np.bitwise_count(self.flags).astype(np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_confidence = np.where(count > 0, confidence / count, np.nan).astype(np.float32)
+            mean_difference = np.where(count > 0, difference / count, np.nan).astype(np.float32)
+        return date, mean_confidence, mean_difference
 
     def alert_stage(self) -> np.ndarray:
         """Per-pixel stage: 0 none, 1 first, 2 provisional, 3 confirmed, 4 finished (see the module docstring)."""

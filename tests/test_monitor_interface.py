@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from affine import Affine
 from rasterio.crs import CRS
-from test_monitors import EVERY_ALGORITHM, HISTORY_END, SIZE, _cube, _forest
+from test_monitors import DROP_DATE, EVERY_ALGORITHM, HISTORY_END, SIZE, _cube, _drop_mask, _forest
 
-from catalog.encoding import DATE_NODATA, Status
+from catalog.encoding import CONFIRMED_CODES, DATE_NODATA, Status
 from catalog.series import SERIES_KEY
 from scheduler.config import parse_monitor
 from scheduler.monitors import (
@@ -26,6 +26,7 @@ from scheduler.monitors import (
 from scheduler.state import TileState, load_state, save_state
 
 START = HISTORY_END + dt.timedelta(days=1)
+PENDING_CODES = [Status.FIRST_LOW, Status.FIRST_HIGH, Status.PROVISIONAL_LOW, Status.PROVISIONAL_HIGH]
 
 
 def test_every_config_class_has_one_family() -> None:
@@ -94,3 +95,39 @@ def test_tile_without_forest_reports_not_monitored(monitor: dict, tmp_path) -> N
     layers = report_layers(_round_trip(state, tmp_path), cfg)
     assert np.all(layers["status"] == Status.NOT_MONITORED)
     assert layers[SERIES_KEY].model is None
+
+
+def test_ccdcnrt_first_and_provisional_alerts_have_dates() -> None:
+    """Status 1-8 pixels all have a date: CCDC-NRT's pending ones take their window's first change."""
+    cfg = parse_monitor({"algorithm": "ccdc-nrt", "calibration_days": 0})
+    state = fit_monitor(cfg, _cube("2021-01-01", "2022-12-31", seed=1), _forest(), START)
+    monitoring = _cube("2023-01-01", "2023-06-15", seed=2)  # the drop (2023-06-01) and a few dates after it
+    seen = set()
+    drop_day = (DROP_DATE.date() - dt.date(1970, 1, 1)).days
+    for i, time in enumerate(monitoring.time.values):
+        absorb(state, monitoring.isel(time=i).values, pd.Timestamp(time).to_pydatetime())
+        layers = report_layers(state, cfg)
+        status = layers["status"]
+        alert = (status >= 1) & (status <= 8)
+        assert np.all(layers["date"][alert] != DATE_NODATA)
+        assert np.all(np.isfinite(layers["confidence"][alert])) and np.all(np.isfinite(layers["magnitude"][alert]))
+        pending = np.isin(status, PENDING_CODES)
+        late = pending & _drop_mask()
+        if late.any():
+            assert np.all(layers["date"][late] >= drop_day) and np.all(layers["magnitude"][late] < -0.3)
+        seen |= set(np.unique(status[_drop_mask()]).tolist())
+    assert {Status.FIRST_HIGH, Status.PROVISIONAL_HIGH} <= seen  # both pending stages happened on the drop
+
+
+def test_ccdcnrt_change_in_calibration_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """A disturbance confirmed in the calibration period is not an alert, but the log says how many pixels."""
+    cfg = parse_monitor({"algorithm": "ccdc-nrt", "calibration_days": 365})
+    state = fit_monitor(cfg, _cube("2021-01-01", "2022-12-31", seed=1), _forest(), START)
+    monitoring = _cube("2023-01-01", "2023-12-31", seed=2)
+    with caplog.at_level("INFO", logger="scheduler.ccdcnrt"):
+        for i, time in enumerate(monitoring.time.values):
+            absorb(state, monitoring.isel(time=i).values, pd.Timestamp(time).to_pydatetime())
+    status = report_layers(state, cfg)["status"]
+    assert not np.isin(status, CONFIRMED_CODES).any()
+    counts = [int(r.getMessage().split()[1]) for r in caplog.records if "calibration period" in r.getMessage()]
+    assert len(counts) >= 2 and sum(counts) == 36  # each of the 36 dropped pixels once, as their windows filled

@@ -12,6 +12,7 @@ from catalog.series import ModelForm
 from scheduler.ccdcnrt import CCDCNRT, RMSE_FLOOR
 from scheduler.config import CCDCNRTConfig, MonitorConfig
 from scheduler.monitors.base import Monitor, alert_layers, naive_utc, status_codes
+from scheduler.pixel_codes import STAGE_FIRST, STAGE_PROVISIONAL
 
 # CCDCNRT's parameters, read from the config fields of the same name.
 PARAMETERS = (
@@ -93,13 +94,18 @@ class CCDCNRTMonitor(Monitor):
             stage = np.zeros(mask.shape, np.uint8)
             return alert_layers(status_codes(stage, np.zeros(mask.shape, bool), mask), zeros, zeros, nan, nan)
         layers = model.layers()
-        confidence = layers["confidence"]
+        stage = self.stage()
+        # First and provisional stages have no alert yet: the change observations of their window date them.
+        pending = (stage == STAGE_FIRST) | (stage == STAGE_PROVISIONAL)
+        pending_date, pending_confidence, pending_difference = model.pending()
+        confidence = np.where(pending, pending_confidence, layers["confidence"]).astype(np.float32)
+        difference = np.where(pending, pending_difference, layers["difference"]).astype(np.float32)
         high = np.nan_to_num(confidence, nan=0.0) >= high_confidence
         return alert_layers(
-            status_codes(self.stage(), high, mask),
-            layers["first_detection_date"],
+            status_codes(stage, high, mask),
+            np.where(pending, pending_date, layers["first_detection_date"]),
             layers["confirmation_date"],
-            -layers["difference"],
+            -difference,
             confidence,
         )
 
