@@ -27,9 +27,9 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
-from rio_cogeo.cogeo import cog_validate
 
 from catalog.atomic import atomic_path, commit_temp, file_version, make_temp, remove_temps
+from catalog.cog import check_cog
 from catalog.design import ccdcnrt_design, nrt_design
 from catalog.errors import PublishError
 
@@ -219,13 +219,6 @@ def _compression(dtype: str) -> dict[str, str | int]:
     return {"COMPRESS": "ZSTD", "ZSTD_LEVEL": 1, "PREDICTOR": 2 if np.dtype(dtype).kind in "iu" else 3}
 
 
-def _check_cog(path: Path, name: str) -> None:
-    """Raise PublishError unless the file at `path` (to be published as `name`) passes cog_validate."""
-    valid, errors, _ = cog_validate(str(path), quiet=True)
-    if not valid:
-        raise PublishError(f"{name} is not a valid COG: {'; '.join(errors)}")
-
-
 def _copy_as_cog(src: rasterio.io.DatasetReader, target: Path) -> None:
     """Copy a staged dataset to `target` as a validated COG, atomically."""
     side = src.block_shapes[0][0]
@@ -243,12 +236,12 @@ def _copy_as_cog(src: rasterio.io.DatasetReader, target: Path) -> None:
             INTERLEAVE="PIXEL",
             **_compression(src.dtypes[0]),
         )
-        _check_cog(tmp, target.name)
+        check_cog(tmp, target.name)
 
 
 def _publish_chunk(staging: Path, target: Path) -> None:
     """Publish a closed staging file as `target` once it passes cog_validate (fsync, os.replace, fsync the folder)."""
-    _check_cog(staging, target.name)
+    check_cog(staging, target.name)
     commit_temp(staging, target)
 
 
