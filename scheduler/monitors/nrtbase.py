@@ -74,7 +74,10 @@ class NrtMonitor(Monitor):
                 warnings.simplefilter("ignore")
                 kwargs = self._fit_kwargs(bands, usable)
                 # nrt sets numba's thread count from n_threads itself; numba_threads restores it.
-                fitter(model, history, kwargs) if fitter else model.fit(history, **kwargs)
+                if fitter is None:
+                    model.fit(history, **kwargs)
+                else:
+                    fitter(model, history, kwargs)
         except ValueError as exc:
             if "sufficient" not in str(exc):
                 raise
