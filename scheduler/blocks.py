@@ -16,6 +16,7 @@ from scheduler.config import ComputeConfig
 from scheduler.errors import StateError
 from scheduler.grid import Tile
 from scheduler.monitors import MonitorState, absorb, monitor_of
+from scheduler.pixel_codes import MONITORED
 
 
 def row_blocks(height: int, rows: int) -> list[tuple[int, int]]:
@@ -79,7 +80,7 @@ def _constants(name: str, fitted: list[MonitorState]) -> dict[int, np.ndarray]:
             continue
         nan_equal = value.dtype.kind == "f"
         for code in np.unique(mask):
-            if code == 1:  # monitored: each pixel its own fit
+            if code == MONITORED:  # each pixel its own fit
                 continue
             pixels = value[..., mask == code]
             first = pixels[..., 0]
