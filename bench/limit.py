@@ -79,7 +79,7 @@ def _timed(fn) -> float:
 def main() -> int:
     from scheduler.config import load_config
     from scheduler.loading import acquisition_key, load_index
-    from scheduler.monitors import _naive, absorb
+    from scheduler.monitors import absorb, naive_utc
     from scheduler.pipeline import Pipeline
     from scheduler.state import load_state
 
@@ -108,7 +108,7 @@ def main() -> int:
             absorb_s.append(_timed(lambda s=state, f=frame, w=when: absorb(s, f, w)))
             arr = np.where(np.isfinite(frame), frame, np.nan).astype(np.float64)
             with np.errstate(invalid="ignore", divide="ignore"):
-                monitor_s.append(_timed(lambda m=bare, a=arr, w=when: m.monitor(array=a, date=_naive(w))))
+                monitor_s.append(_timed(lambda m=bare, a=arr, w=when: m.monitor(array=a, date=naive_utc(w))))
     loads.append(load_average())
 
     # What the update step would cost if it loaded only the new acquisition (it loads every one since the history).

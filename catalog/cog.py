@@ -72,9 +72,14 @@ def write_cog(
                 in_memory=True,
                 quiet=True,
             )
-            valid, errors, _warnings = cog_validate(str(tmp), quiet=True)
-            if not valid:
-                raise PublishError(f"{target.name} is not a valid COG: {'; '.join(errors)}")
+            check_cog(tmp, target.name)
+
+
+def check_cog(path: Path, name: str) -> None:
+    """Raise PublishError unless the file at `path` (to be published as `name`) passes cog_validate."""
+    valid, errors, _warnings = cog_validate(str(path), quiet=True)
+    if not valid:
+        raise PublishError(f"{name} is not a valid COG: {'; '.join(errors)}")
 
 
 def _overview_levels(width: int, height: int, block: int) -> int:

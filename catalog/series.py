@@ -27,9 +27,10 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
-from rio_cogeo.cogeo import cog_validate
 
 from catalog.atomic import atomic_path, commit_temp, file_version, make_temp, remove_temps
+from catalog.cog import check_cog
+from catalog.design import ccdcnrt_design, nrt_design
 from catalog.errors import PublishError
 
 log = logging.getLogger(__name__)
@@ -124,30 +125,16 @@ class ModelForm:
 
 
 def _nrt_design(times: Sequence[dt.datetime], trend: bool, order: int, lag_years: float) -> np.ndarray:
-    """nrt.utils.build_regressors, re-implemented so that readers need not import nrt."""
-    rows = []
-    for when in times:
-        if lag_years:
-            when = when.replace(year=when.year - int(lag_years))
-        row = [1.0]
-        if trend:
-            # nrt: (dates - pd.Timestamp(1970)).days, and pd.Timestamp(1970) is 1970 ns after the epoch.
-            ns = (when - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1) * 1000 - 1970
-            row.append(float(ns // (86400 * 10**9)))
-        start, end = dt.datetime(when.year, 1, 1), dt.datetime(when.year, 12, 31)
-        decimal = when.year + (when - start) / (end - start)
-        angles = [2 * np.pi * decimal * k for k in range(1, order + 1)]
-        rows.append(row + [np.cos(a) for a in angles] + [np.sin(a) for a in angles])
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), 1 + int(trend) + 2 * order)
+    """Nrt's design (catalog/design.py) at `times`, each moved back by `lag_years` whole years."""
+    if lag_years:
+        times = [when.replace(year=when.year - int(lag_years)) for when in times]
+    return nrt_design(np.array(list(times), dtype="datetime64[ns]"), trend, order)
 
 
 def _ccdcnrt_design(times: Sequence[dt.datetime], trend: bool, order: int, lag_years: float) -> np.ndarray:
-    """scheduler/ccdcnrt.py's design: years of 365.25 days since 1970, interleaved cos/sin pairs."""
+    """CCDC-NRT's design (catalog/design.py) at `times` less `lag_years` years of 365.25 days."""
     years = np.array([(t - dt.datetime(1970, 1, 1)) / dt.timedelta(days=365.25) for t in times]) - lag_years
-    columns = [np.ones_like(years)] + ([years] if trend else [])
-    for k in range(1, order + 1):
-        columns += [np.cos(2 * np.pi * k * years), np.sin(2 * np.pi * k * years)]
-    return np.stack(columns, axis=-1).reshape(len(years), 1 + int(trend) + 2 * order)
+    return ccdcnrt_design(years, trend, order)
 
 
 @dataclass
@@ -232,13 +219,6 @@ def _compression(dtype: str) -> dict[str, str | int]:
     return {"COMPRESS": "ZSTD", "ZSTD_LEVEL": 1, "PREDICTOR": 2 if np.dtype(dtype).kind in "iu" else 3}
 
 
-def _check_cog(path: Path, name: str) -> None:
-    """Raise PublishError unless the file at `path` (to be published as `name`) passes cog_validate."""
-    valid, errors, _ = cog_validate(str(path), quiet=True)
-    if not valid:
-        raise PublishError(f"{name} is not a valid COG: {'; '.join(errors)}")
-
-
 def _copy_as_cog(src: rasterio.io.DatasetReader, target: Path) -> None:
     """Copy a staged dataset to `target` as a validated COG, atomically."""
     side = src.block_shapes[0][0]
@@ -256,12 +236,12 @@ def _copy_as_cog(src: rasterio.io.DatasetReader, target: Path) -> None:
             INTERLEAVE="PIXEL",
             **_compression(src.dtypes[0]),
         )
-        _check_cog(tmp, target.name)
+        check_cog(tmp, target.name)
 
 
 def _publish_chunk(staging: Path, target: Path) -> None:
     """Publish a closed staging file as `target` once it passes cog_validate (fsync, os.replace, fsync the folder)."""
-    _check_cog(staging, target.name)
+    check_cog(staging, target.name)
     commit_temp(staging, target)
 
 

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
-from scheduler.ccdcnrt import CCDCNRT
 from scheduler.config import ComputeConfig
 from scheduler.errors import StateError
 from scheduler.grid import Tile
-from scheduler.monitors import MonitorState, absorb
+from scheduler.monitors import MonitorState, absorb, monitor_of
+from scheduler.pixel_codes import MONITORED
 
 
 def row_blocks(height: int, rows: int) -> list[tuple[int, int]]:
@@ -80,7 +80,7 @@ def _constants(name: str, fitted: list[MonitorState]) -> dict[int, np.ndarray]:
             continue
         nan_equal = value.dtype.kind == "f"
         for code in np.unique(mask):
-            if code == 1:  # monitored: each pixel its own fit
+            if code == MONITORED:  # each pixel its own fit
                 continue
             pixels = value[..., mask == code]
             first = pixels[..., 0]
@@ -123,7 +123,7 @@ def join_blocks(blocks: list[MonitorState]) -> MonitorState:
                 if not (other is value or other == value or (_is_nan(other) and _is_nan(value))):
                     raise StateError(f"row blocks disagree on monitor attribute {name}: {value!r} != {other!r}")
     extras = {name: np.concatenate([b.extras[name] for b in blocks], axis=-2) for name in template.extras}
-    return MonitorState(monitor, extras, empty=not fitted)
+    return MonitorState(monitor, extras, empty=not fitted, series=template.series)
 
 
 def _is_nan(value: Any) -> bool:
@@ -147,7 +147,7 @@ def split_state(state: MonitorState, parts: int) -> list[tuple[int, int, Monitor
             elif _per_pixel(value):
                 setattr(monitor, name, value[..., top:bottom, :])
         extras = {name: value[top:bottom] for name, value in state.extras.items()}
-        blocks.append((top, bottom, MonitorState(monitor, extras, empty=state.empty)))
+        blocks.append((top, bottom, MonitorState(monitor, extras, empty=state.empty, series=state.series)))
     return blocks
 
 
@@ -157,9 +157,10 @@ def absorb_all(
     """Absorb acquisitions in date order; with threads, row blocks of the tile absorb side by side.
 
     nrt's monitor() is numpy over the whole tile on one core; row blocks on a thread pool use every core (numpy
-    releases the GIL) and give the same arrays. CCDC-NRT keeps per-date bookkeeping of its own: it stays whole.
+    releases the GIL) and give the same arrays. A family that keeps per-date bookkeeping of its own (CCDC-NRT) says
+    so with `Monitor.splittable`: it stays whole.
     """
-    if threads <= 1 or state.empty or isinstance(state.monitor, CCDCNRT) or len(acquisitions) == 0:
+    if threads <= 1 or state.empty or not monitor_of(state).splittable or len(acquisitions) == 0:
         for array, when in acquisitions:
             absorb(state, array, when)
         return state

@@ -59,20 +59,33 @@ window is simply ignored until the pixel is stable).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 
 import numpy as np
 import xarray as xr
 
+from catalog.design import ccdcnrt_design
 from scheduler.errors import NotFittedError
+from scheduler.pixel_codes import (
+    BREAK,
+    MONITORED,
+    NOT_MONITORED,
+    SHORT,
+    STAGE_CONFIRMED,
+    STAGE_FINISHED,
+    STAGE_FIRST,
+    STAGE_PROVISIONAL,
+)
+
+log = logging.getLogger(__name__)
 
 EPOCH = dt.datetime(1970, 1, 1)
 YEAR_DAYS = 365.25
 SECONDS_PER_DAY = 86400.0
 
-# nrt's mask codes; 3 marks a finished (frozen) alert here.
-NOT_MONITORED, MONITORED, FINISHED, TOO_FEW = 0, 1, 3, 4
-STAGE_NONE, STAGE_FIRST, STAGE_PROVISIONAL, STAGE_CONFIRMED, STAGE_FINISHED = 0, 1, 2, 3, 4
+# nrt's mask code 3 (a confirmed break) marks a finished (frozen) alert here.
+FINISHED = BREAK
 
 MIN_OBS_FACTOR = 1.5
 # A noiseless history has rmse 0; the floor keeps confidence finite instead of inf or NaN.
@@ -174,14 +187,8 @@ class CCDCNRT:
         return 1 + int(self.trend) + 2 * self.harmonic_order
 
     def _design(self, years: np.ndarray, origin: float = 0.0) -> np.ndarray:
-        """Design matrix (len(years), n_coef): 1, t - origin, cos/sin pairs by harmonic."""
-        columns = [np.ones_like(years)]
-        if self.trend:
-            columns.append(years - origin)
-        for k in range(1, self.harmonic_order + 1):
-            angle = 2.0 * np.pi * k * years
-            columns += [np.cos(angle), np.sin(angle)]
-        return np.stack(columns, axis=-1)
+        """Design matrix (len(years), n_coef): 1, t - origin, cos/sin pairs by harmonic (catalog/design.py)."""
+        return ccdcnrt_design(years, self.trend, self.harmonic_order, origin)
 
     def fit(self, dataarray: xr.DataArray) -> None:
         """Fit the per-pixel harmonic model on the history and reset all monitoring state."""
@@ -208,7 +215,7 @@ class CCDCNRT:
         data = np.asarray(dataarray.data)[history].reshape(int(history.sum()), -1)
         beta, rmse, n_obs = self._solve(days[history] / YEAR_DAYS, data, wanted.reshape(-1))
         fitted = np.isfinite(rmse)
-        mask = np.where(fitted, MONITORED, np.where(wanted.reshape(-1), TOO_FEW, NOT_MONITORED))
+        mask = np.where(fitted, MONITORED, np.where(wanted.reshape(-1), SHORT, NOT_MONITORED))
         self.mask = mask.astype(np.uint8).reshape(shape)
         self.beta = beta.reshape((self.n_coef, *shape))
         self.rmse = rmse.reshape(shape)
@@ -412,6 +419,14 @@ class CCDCNRT:
         dropped = np.zeros(ni.size, dtype=bool)
         if self.must_be_confirmed_in_monitoring:
             dropped = last < self.monitoring_start_day + self.calibration_days
+            if dropped.any():
+                log.info(
+                    "CCDC-NRT: %d pixels confirmed a change on day %d, in the calibration period (until day %d): "
+                    "not reported (must_be_confirmed_in_monitoring); each needs a stable window before a new alert",
+                    int(dropped.sum()),
+                    day,
+                    self.monitoring_start_day + self.calibration_days - 1,
+                )
         # A change confirmed in calibration predates monitoring: re-detection needs a stable window first.
         f["armed"][ni[dropped]] = 0
         keep = ~dropped
@@ -437,6 +452,29 @@ class CCDCNRT:
         out["confidence"] = confidence
         out["difference"] = difference
         return out
+
+    def pending(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The change observations of each pixel's current window: (oldest date, mean confidence, mean difference).
+
+        0 / NaN where the window holds no change. A first or provisional stage is dated and measured by these.
+        """
+        self._check_fitted()
+        n = self.window
+        date = np.zeros(self.mask.shape, dtype=np.uint16)
+        confidence = np.zeros(self.mask.shape, dtype=np.float32)
+        difference = np.zeros(self.mask.shape, dtype=np.float32)
+        slot = self.ring_pos.astype(np.intp)[None]
+        for age in range(n):  # newest to oldest: the oldest change's date is written last
+            is_change = ((self.flags >> age) & 1).astype(bool) & (age < self.window_fill)
+            at = (slot - age) % n
+            date = np.where(is_change, np.take_along_axis(self.ring_date, at, 0)[0], date)
+            confidence += np.where(is_change, np.take_along_axis(self.ring_confidence, at, 0)[0], 0)
+            difference += np.where(is_change, np.take_along_axis(self.ring_difference, at, 0)[0], 0)
+        count = np.bitwise_count(self.flags).astype(np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_confidence = np.where(count > 0, confidence / count, np.nan).astype(np.float32)
+            mean_difference = np.where(count > 0, difference / count, np.nan).astype(np.float32)
+        return date, mean_confidence, mean_difference
 
     def alert_stage(self) -> np.ndarray:
         """Per-pixel stage: 0 none, 1 first, 2 provisional, 3 confirmed, 4 finished (see the module docstring)."""

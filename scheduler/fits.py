@@ -3,35 +3,32 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 import xarray as xr
-from nrt.monitor.iqr import IQR
 
 from scheduler.kernels import nan_ols, nan_percentile_axis0
-from scheduler.regressors import build_regressors
+from scheduler.pixel_codes import MONITORED, SHORT
 
-# nrt's mask code of a pixel whose series is too short to fit.
-SHORT = 4
+if TYPE_CHECKING:  # nrt is imported through scheduler/nrt_boundary.py only
+    from nrt.monitor.iqr import IQR
 
 
-def fit_iqr(monitor: IQR, history: xr.DataArray, kwargs: dict[str, Any]) -> None:
-    """IQR.fit: OLS through nan_ols (unscreened), other methods through nrt; the quartiles in parallel."""
-    monitor.set_xy(history)
-    design = build_regressors(history.time.values, monitor.trend, monitor.harmonic_order)  # build_design_matrix
-    if kwargs.get("method", "OLS") == "OLS" and not kwargs.get("screen_outliers"):
-        monitor.beta, fitted, spread = _ols(monitor, design, history)
-        quartiles = np.zeros((2, monitor.mask.size))  # nrt's residuals are 0 where it did not fit: so are these
-        quartiles[:, fitted] = spread
-        q75, q25 = quartiles.reshape((2, *monitor.mask.shape))
-    else:
-        monitor.beta, residuals = monitor._fit(design, dataarray=history, **kwargs)
-        # nrt's residuals are 0 wherever it did not fit (mask != 1): their quartiles are 0 without sorting zeros.
-        q75, q25 = nan_percentile_axis0(residuals, np.array([75, 25]), where=monitor.mask == 1)
-    monitor.q25 = q25
-    monitor.q75 = q75
+def ols_iqr(monitor: IQR, design: np.ndarray, history: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IQR.fit with method OLS and no screening: (beta, q25, q75) as nrt stores them; masks short series."""
+    beta, fitted, spread = _ols(monitor, design, history)
+    quartiles = np.zeros((2, monitor.mask.size))  # nrt's residuals are 0 where it did not fit: so are these
+    quartiles[:, fitted] = spread
+    q75, q25 = quartiles.reshape((2, *monitor.mask.shape))
+    return beta, q25, q75
+
+
+def iqr_quartiles(residuals: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(q25, q75) of nrt's fit residuals, in parallel; 0 wherever nrt did not fit (mask != 1), as nrt's are."""
+    q75, q25 = nan_percentile_axis0(residuals, np.array([75, 25]), where=mask == MONITORED)
+    return q25, q75
 
 
 def _ols(monitor: IQR, design: np.ndarray, history: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -43,7 +40,7 @@ def _ols(monitor: IQR, design: np.ndarray, history: xr.DataArray) -> tuple[np.nd
     flat = values.reshape((values.shape[0], -1))
     if monitor.mask is None:
         monitor.mask = np.ones(values.shape[1:], dtype=np.uint8)
-    fitted = np.flatnonzero(monitor.mask == 1)
+    fitted = np.flatnonzero(monitor.mask == MONITORED)
     # nrt's _mask_short_series: fewer observations than 1.5x the regressors are not fitted.
     short = _valid_counts(flat, fitted) < design.shape[1] * 1.5
     if short.any():

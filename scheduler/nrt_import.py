@@ -5,6 +5,10 @@ imports it. scipy 1.17 rewrites the docstrings of scipy.stats at import, and nrt
 ~0.5 s of every CLI command and server start-up, although only the critical values of CuSum, MoSum and ROC ever
 use them. While `nrt.utils_efp` executes, those names resolve to stand-ins that import the real module when first
 used; nothing else changes.
+
+Kept because a user waits for it: `python bench/nrt_import.py` measures the import of `server.cli` (every
+`nrt-alerts` command) with and without it. Installed only by scheduler/nrt_boundary.py, the one module that imports
+nrt, before it does; NRT_ALERTS_DEFER_SCIPY=0 turns it off.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import importlib
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 import threading
 import types
@@ -20,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 DEFERRED_MODULE = "nrt.utils_efp"
+SWITCH_ENV = "NRT_ALERTS_DEFER_SCIPY"
 _STAND_INS = ("scipy.optimize", "scipy.stats", "nrt.data")
 
 
@@ -102,7 +108,9 @@ _installed = threading.Lock()
 
 
 def defer_scipy_for_nrt() -> None:
-    """Install the finder once per process (a no-op if nrt.utils_efp is imported already)."""
+    """Install the finder once per process (a no-op if nrt.utils_efp is imported already, or switched off)."""
+    if os.environ.get(SWITCH_ENV, "1").strip() == "0":
+        return
     with _installed:
         if DEFERRED_MODULE in sys.modules or any(isinstance(f, _Finder) for f in sys.meta_path):
             return

@@ -44,7 +44,8 @@ from scheduler.loading import (
     pending_items,
     warming_up,
 )
-from scheduler.monitors import fit_monitor, note_series, record_series, report_layers, series_writer
+from scheduler.monitors import fit_monitor, report_layers
+from scheduler.series_chunks import note_series, record_series, series_writer
 from scheduler.sources import ImagerySource, nothing_found, source_from_config, unreadable_in
 from scheduler.state import (
     TileState,
@@ -130,17 +131,16 @@ def area_grid(cfg: Config) -> AreaGrid:
     return AreaGrid(crs=tiles[0].crs, transform=tiles[0].transform, width=width, height=height)
 
 
-# rasterio warns while it sets up a warp's in-memory destination, before it gives it our transform: noise in logs.
-warnings.filterwarnings("ignore", "Dataset has no geotransform", NotGeoreferencedWarning, "rasterio")
-
-
 def read_forest_mask(cfg: Config, tile: Tile) -> np.ndarray:
     """1 where the tile should be monitored: the forest mask warped onto the tile grid, or all ones."""
     if cfg.forest_mask.path is None:
         return np.ones((tile.height, tile.width), dtype=np.uint8)
     out = np.zeros((tile.height, tile.width), dtype=np.int32)
     try:
-        with rasterio.open(cfg.forest_mask.path) as src:
+        with rasterio.open(cfg.forest_mask.path) as src, warnings.catch_warnings():
+            # rasterio may warn while it sets up the warp's in-memory destination, before it gives it our
+            # transform: noise in logs. Silenced for this call only, not for the process.
+            warnings.filterwarnings("ignore", "Dataset has no geotransform", NotGeoreferencedWarning, "rasterio")
             reproject(
                 rasterio.band(src, 1),
                 out,

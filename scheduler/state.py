@@ -23,9 +23,9 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from catalog.atomic import atomic_path, file_version
-from scheduler import backups
+from scheduler import backups, nrt_boundary
 from scheduler.errors import NotFittedError, StateError
-from scheduler.monitors import EXTRA_LAYERS, MONITOR_CLASSES, MonitorState
+from scheduler.monitors import EXTRA_LAYERS, MONITOR_CLASSES, SERIES_ATTR, MonitorState
 
 # netCDF-C/HDF5 is not thread-safe: tiles running side by side in one process save and load states one at a time.
 NETCDF_LOCK = threading.Lock()
@@ -128,6 +128,8 @@ def _to_dataset(state: TileState) -> xr.Dataset:
             scalars[name] = value
         else:
             raise StateError(f"tile {state.tile_id}: cannot store monitor attribute {name} of type {type(value)}")
+    if state.monitor.series:  # among the model's scalars, where earlier versions kept it
+        scalars[SERIES_ATTR] = json.dumps(state.monitor.series)
     for name, value in state.monitor.extras.items():
         variables[EXTRA_PREFIX + name] = (("y", "x"), value)
     meta = {
@@ -336,9 +338,8 @@ def load_state(path: Path) -> TileState:
     """Read a state written by save_state; raise NotFittedError if absent, StateError if unreadable."""
     ds, meta = _open(path, arrays=True)
     cls = MONITOR_CLASSES[meta["monitor_class"]]
-    # Bypass __init__: nrt's constructors treat state arrays as optional kwargs inconsistently.
-    monitor = cls.__new__(cls)
     attrs: dict[str, Any] = dict(meta["monitor_scalars"])
+    series = json.loads(attrs.pop(SERIES_ATTR, None) or "{}")
     extras = {}
     for name, var in ds.data_vars.items():
         if name.startswith(EXTRA_PREFIX):
@@ -348,12 +349,12 @@ def load_state(path: Path) -> TileState:
             attrs[name] = var.values.astype(var.attrs.get(DTYPE_ATTR, var.dtype), copy=False)
     attrs["x"] = ds["x"].values
     attrs["y"] = ds["y"].values
-    vars(monitor).update(attrs)
+    monitor = nrt_boundary.restore(cls, attrs)
     return TileState(
         tile_id=meta["tile_id"],
         crs=CRS.from_wkt(meta["crs"]),
         transform=Affine(*meta["transform"]),
-        monitor=MonitorState(monitor, extras, empty=meta["empty"]),
+        monitor=MonitorState(monitor, extras, empty=meta["empty"], series=series),
         fingerprint=meta["fingerprint"],
         history_acquisitions=meta["history_acquisitions"],
         last_history=meta["last_history"],
