@@ -318,6 +318,14 @@ class OutputConfig(_Section):
 
     dir: Path = Path("data/output")
     collection_title: str = "Forest disturbance alerts"
+    keep_all_days: Annotated[int, Field(ge=0)] = Field(
+        default=90, description="Retention: every publication with data at most this many days older than the latest"
+    )
+    keep_weekly_days: Annotated[int, Field(ge=0)] = Field(
+        default=365, description="Retention: then the newest publication of each week, up to this many days"
+    )
+    keep_monthly: bool = Field(default=True, description="Retention: then the newest publication of each month")
+    prune: bool = Field(default=True, description="Apply the retention after every update run that published")
     min_free_mb: Annotated[float, Field(ge=0)] = Field(
         default=100, description="A run starts only with this much free space on the output's disk (MB)"
     )

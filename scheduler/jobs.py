@@ -83,6 +83,11 @@ class UpdateJob:
             record_run(self.run_log, started, until, "skipped", error="another process held the update lock")
             return None
         record_run(self.run_log, started, until, "partial" if result.failed else "ok", result)
+        if result.publication is not None and self.pipeline.cfg.output.prune:
+            try:
+                self.pipeline.prune()
+            except Exception:  # pruning frees space; a failure leaves everything published in place
+                log.exception("pruning after the update failed; the next run tries again")
         seconds = (dt.datetime.now(dt.UTC) - started).total_seconds()
         version = result.publication.id if result.publication else "none"
         log.info(

@@ -26,6 +26,7 @@ from catalog.errors import PublishError
 from catalog.locking import file_lock
 from catalog.mosaic import AreaGrid
 from catalog.publish import Publisher, StagedItem, TileReport, item_data_time
+from catalog.retention import PruneReport, RetentionPolicy, prune_locked
 from catalog.store import CatalogLayout, Publication, read_index
 from scheduler import aligned, backups, parallel
 from scheduler.blocks import absorb_all, block_rows, join_blocks, load_rows, row_blocks, tile_rows
@@ -583,6 +584,22 @@ class Pipeline:
             # A bug or an unforeseen library error in one tile must not stop the others.
             log.exception("tile %s: update failed unexpectedly: %r", tile.id, exc, extra={"tile": tile.id})
             return TileOutcome(tile.id, error=f"unexpected {type(exc).__name__}: {exc}")
+
+    def prune(self, *, dry_run: bool = False) -> PruneReport:
+        """Apply the output's retention policy to the published catalog (see catalog.retention)."""
+        out = self.cfg.output
+        policy = RetentionPolicy(out.keep_all_days, out.keep_weekly_days, out.keep_monthly)
+        with self.publisher.lock():
+            report = prune_locked(self.publisher.layout, policy, dry_run=dry_run)
+        if report.removed and not dry_run:
+            log.info(
+                "pruned %d publication(s) (%d kept): %d file(s), %.1f MB",
+                len(report.removed),
+                len(report.kept),
+                report.files,
+                report.bytes / 1e6,
+            )
+        return report
 
     def explained(self, exc: Exception) -> Exception | None:
         """The failure as a user should read it: a full disk as such, our own errors as they are; else None."""

@@ -159,7 +159,23 @@ def _run_update(args: argparse.Namespace, kind: str) -> int:
         record_run(RunLog(cfg.output.run_log), started, until, "failed", error=str(exc))
         raise
     _record(cfg, started, until, result)
+    if result.publication is not None and cfg.output.prune:
+        pipeline.prune()
     return _summarise(kind, result)
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Remove the publications the retention policy ([output] keep_*) drops, and the files only they named."""
+    cfg = load_config(args.config)
+    report = Pipeline(cfg).prune(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    sys.stdout.write(
+        f"{verb} {len(report.removed)} publication(s), {report.files} file(s), {report.bytes / 1e6:.1f} MB; "
+        f"{len(report.kept)} kept\n"
+    )
+    for version in report.removed:
+        sys.stdout.write(f"  {version}\n")
+    return 0
 
 
 def cmd_forward(args: argparse.Namespace) -> int:
@@ -443,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("status", help=cmd_status.__doc__))
     p.add_argument("--limit", type=int, default=20, help="How many runs to show (default: 20)")
     p.set_defaults(func=cmd_status)
+    p = with_config(sub.add_parser("prune", help=cmd_prune.__doc__))
+    p.add_argument("--dry-run", action="store_true", help="Only list what would be removed")
+    p.set_defaults(func=cmd_prune)
     p = with_config(sub.add_parser("restore", help=cmd_restore.__doc__))
     p.add_argument("--tile", required=True, help="The tile id, e.g. r000c000")
     p.add_argument("--generation", type=int, help="1 = the newest earlier state (default: the newest that verifies)")
