@@ -76,6 +76,22 @@ def plan_drought(spec: DemoSpec, grid: Grid, landcover: LandCover) -> list[Event
     return events
 
 
+def place_drought(
+    rng: np.random.Generator, spec: DemoSpec, grid: Grid, allowed: np.ndarray, share: float, drop: tuple[float, float]
+) -> list[Event]:
+    """One drought event over about `share` of the `allowed` pixels, its drop drawn from `drop`."""
+    onset = _onset(rng, spec)
+    # The blob ignores land cover, so covering `share` of the grid it covers about `share` of `allowed` too.
+    mask, _ = blob(rng, grid, REGION_SCALE * min(grid.shape), share)
+    parts = mask_parts(mask & allowed, grid, MIN_PIXELS)
+    if not parts:
+        return []
+    geometry, affected = pixel_geometry(parts, grid)
+    duration = int(rng.integers(DURATION_DAYS[0], DURATION_DAYS[1] + 1))
+    event = Event.from_pixels(f"{KIND}-001", KIND, onset, geometry, affected, rng)
+    return [replace(event, end=onset + datetime.timedelta(days=duration), magnitude=float(rng.uniform(*drop)))]
+
+
 def _onset(rng: np.random.Generator, spec: DemoSpec) -> datetime.date:
     """Start of the drought: early summer of the first year that allows it, ideally leaving room to recover."""
     first, last = event_window(spec)

@@ -1,0 +1,79 @@
+"""Run every monitor with the project's defaults on the hard suite's test seeds; write JSON and a Markdown table.
+
+    python bench/accuracy_suite.py --size 256 --seeds 101 102       # what docs/accuracy.md reports
+    python bench/accuracy_suite.py --tuning --size 128              # the tuning seeds (tune on these only)
+
+Archives and runs are cached under --work; results go to --results/accuracy_suite.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from catalog import atomic  # noqa: E402
+from scheduler.evaluation.suite import (  # noqa: E402
+    MONITORS,
+    TEST_SEEDS,
+    TUNING_SEEDS,
+    render_table,
+    run_suite,
+    scores_json,
+    summarise,
+)
+
+MAX_SIZE = 1024
+MAX_SEEDS = 10
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the suite, write the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256, help=f"Archive edge in pixels, 64-{MAX_SIZE} (default 256)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="Seeds to run (default: every test seed)")
+    parser.add_argument("--tuning", action="store_true", help="Run the tuning seeds instead of the test seeds")
+    parser.add_argument("--monitors", nargs="+", default=list(MONITORS), choices=MONITORS)
+    parser.add_argument("--workers", type=int, default=2, help="Runs in parallel (default 2)")
+    parser.add_argument("--work", default="/tmp/nrt-suite", help="Archive and run cache")
+    parser.add_argument("--results", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    split = TUNING_SEEDS if args.tuning else TEST_SEEDS
+    seeds = tuple(args.seeds or split)
+    if not 64 <= args.size <= MAX_SIZE or len(seeds) > MAX_SEEDS or not 1 <= args.workers <= 8:
+        parser.error(f"--size must be 64-{MAX_SIZE}, at most {MAX_SEEDS} seeds, 1-8 workers")
+    if stray := set(seeds) - set(split):
+        parser.error(f"seeds {sorted(stray)} are not {'tuning' if args.tuning else 'test'} seeds {split}")
+    started = time.perf_counter()
+    scores = run_suite(Path(args.work), seeds, args.size, tuple(args.monitors), args.workers)
+    summaries = [summarise(scores, m) for m in args.monitors]
+    table = render_table(summaries)
+    context = {
+        "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "split": "tuning" if args.tuning else "test",
+        "seeds": list(seeds),
+        "size_px": args.size,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    out = Path(args.results)
+    atomic.write_json(out / "accuracy_suite.json", scores_json(scores, summaries, **context))
+    header = (
+        f"Hard suite, {context['split']} seeds {', '.join(map(str, seeds))}, {args.size} x {args.size} px, "
+        f"generated {context['generated']} in {context['seconds']} s.\n\n"
+    )
+    atomic.write_bytes(out / "accuracy_suite.md", (header + table + "\n").encode("utf-8"))
+    print(header + table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
