@@ -24,7 +24,17 @@ from scheduler.demo.scenarios import plan_events
 from scheduler.demo.scene import SceneContext, choose_overcast, render_scene
 from scheduler.demo.schedule import acquisition_schedule
 from scheduler.demo.surface import surface_reflectance
-from scheduler.evaluation.suite import SuiteScore, meets_targets, run_monitor, summarise
+from scheduler.evaluation.suite import (
+    DOC_BEGIN,
+    DOC_END,
+    SuiteScore,
+    meets_targets,
+    render_section,
+    run_monitor,
+    splice_suite,
+    suite_section,
+    summarise,
+)
 
 SIZE = 96
 
@@ -214,3 +224,18 @@ def test_summaries_pool_counts_over_seeds() -> None:
     assert s.lag_obs == 3.0
     assert meets_targets(s)
     assert not meets_targets(summarise([a, SuiteScore(104, "m", abrupt_pixels=100, alerts=1)], "m"))
+
+
+def test_doc_section_leads_and_is_replaced_not_repeated() -> None:
+    summary = summarise([SuiteScore(101, "iqr", abrupt_pixels=10, abrupt_hits=9, alerts=12, stable_pixels=100)], "iqr")
+    section = render_section([summary], seeds=(101,), size=64, generated="2026-12-07", note="1 min")
+    assert section.startswith(DOC_BEGIN) and section.endswith(DOC_END)
+    assert "| iqr | 0.900 | 0.750 | 0.818 | 0.00 % | n/a |" in section
+    own = "# Own demo, every monitor on every scenario (tuned on)\n\ntable\n"
+    doc = splice_suite(own, section)
+    assert doc.startswith(section) and doc.endswith(own)
+    newer = section.replace("0.900", "0.950")
+    again = splice_suite(doc, newer)
+    assert again == f"{newer}\n\n{own}" and again.count(DOC_BEGIN) == 1
+    # The matrix rewrites its part and keeps the suite's section first.
+    assert splice_suite("# Own demo v2\n", suite_section(again)) == f"{newer}\n\n# Own demo v2\n"
