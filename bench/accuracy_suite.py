@@ -2,6 +2,7 @@
 
     python bench/accuracy_suite.py --size 256 --seeds 101 102 --doc docs/accuracy.md   # docs/accuracy.md's lead
     python bench/accuracy_suite.py --tuning --size 128              # the tuning seeds (tune on these only)
+    python bench/accuracy_suite.py --render --doc docs/accuracy.md  # re-render the saved results only
 
 Archives and runs are cached under --work; results go to --results/accuracy_suite.{json,md}.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import platform
@@ -24,6 +26,7 @@ from scheduler.evaluation.suite import (  # noqa: E402
     MONITORS,
     TEST_SEEDS,
     TUNING_SEEDS,
+    SuiteScore,
     render_section,
     render_table,
     run_suite,
@@ -47,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="/tmp/nrt-suite", help="Archive and run cache")
     parser.add_argument("--results", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--doc", help="Also put the table first in this Markdown file (test seeds only)")
+    parser.add_argument("--render", action="store_true", help="Only re-render the saved results (--results)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     split = TUNING_SEEDS if args.tuning else TEST_SEEDS
@@ -57,30 +61,49 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"seeds {sorted(stray)} are not {'tuning' if args.tuning else 'test'} seeds {split}")
     if args.doc and args.tuning:
         parser.error("--doc reports test seeds only: tuning-seed numbers flatter the tuned monitors")
-    started = time.perf_counter()
-    scores = run_suite(Path(args.work), seeds, args.size, tuple(args.monitors), args.workers)
-    summaries = [summarise(scores, m) for m in args.monitors]
-    table = render_table(summaries)
-    context = {
-        "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "split": "tuning" if args.tuning else "test",
-        "seeds": list(seeds),
-        "size_px": args.size,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
-        "seconds": round(time.perf_counter() - started, 1),
-    }
     out = Path(args.results)
+    if args.render:
+        # Re-render a finished run (e.g. with --doc) without running anything again.
+        saved = json.loads((out / "accuracy_suite.json").read_text(encoding="utf-8"))
+        scores = [SuiteScore(**run) for run in saved["runs"]]
+        context = {key: saved[key] for key in ("generated", "split", "seeds", "size_px", "machine", "seconds")}
+        monitors = [s["monitor"] for s in saved["summaries"]]
+        if args.doc and context["split"] != "test":
+            parser.error("--doc reports test seeds only, and the saved run is on tuning seeds")
+    else:
+        started = time.perf_counter()
+        scores = run_suite(Path(args.work), seeds, args.size, tuple(args.monitors), args.workers)
+        monitors = args.monitors
+        context = {
+            "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "split": "tuning" if args.tuning else "test",
+            "seeds": list(seeds),
+            "size_px": args.size,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    summaries = [summarise(scores, m) for m in monitors]
+    table = render_table(summaries)
     atomic.write_json(out / "accuracy_suite.json", scores_json(scores, summaries, **context))
+    seeds_text = ", ".join(map(str, context["seeds"]))
     header = (
-        f"Hard suite, {context['split']} seeds {', '.join(map(str, seeds))}, {args.size} x {args.size} px, "
+        f"Hard suite, {context['split']} seeds {seeds_text}, {context['size_px']} x {context['size_px']} px, "
         f"generated {context['generated']} in {context['seconds']} s.\n\n"
     )
     atomic.write_bytes(out / "accuracy_suite.md", (header + table + "\n").encode("utf-8"))
     print(header + table)
     if args.doc:
         load = ", ".join(f"{v:.1f}" for v in context["machine"]["load_avg"])
-        note = f"{context['seconds'] / 60:.0f} min on {os.cpu_count()} cores, load average {load} at the end"
-        section = render_section(summaries, seeds=seeds, size=args.size, generated=context["generated"][:10], note=note)
+        note = (
+            f"{context['seconds'] / 60:.0f} min on {context['machine']['cpus']} cores, load average {load} at the end"
+        )
+        section = render_section(
+            summaries,
+            seeds=tuple(context["seeds"]),
+            size=context["size_px"],
+            generated=context["generated"][:10],
+            note=note,
+        )
         doc = Path(args.doc)
         atomic.write_bytes(doc, splice_suite(doc.read_text(encoding="utf-8"), section).encode("utf-8"))
     return 0

@@ -30,6 +30,7 @@ from scheduler.evaluation.suite import (
     SuiteScore,
     meets_targets,
     render_section,
+    render_table,
     run_monitor,
     splice_suite,
     suite_section,
@@ -224,13 +225,16 @@ def test_summaries_pool_counts_over_seeds() -> None:
     assert s.lag_obs == 3.0
     assert meets_targets(s)
     assert not meets_targets(summarise([a, SuiteScore(104, "m", abrupt_pixels=100, alerts=1)], "m"))
+    table = render_table([s, summarise([failed], "m")])
+    assert "| m | 101, 102 (1 failed) | 0.993 |" in table and "| m | none (1 failed) | failed |" in table
+    assert table.endswith("Failed runs:\n\n- m, seed 103: boom\n- m, seed 103: boom")
 
 
 def test_doc_section_leads_and_is_replaced_not_repeated() -> None:
     summary = summarise([SuiteScore(101, "iqr", abrupt_pixels=10, abrupt_hits=9, alerts=12, stable_pixels=100)], "iqr")
     section = render_section([summary], seeds=(101,), size=64, generated="2026-12-07", note="1 min")
     assert section.startswith(DOC_BEGIN) and section.endswith(DOC_END)
-    assert "| iqr | 0.900 | 0.750 | 0.818 | 0.00 % | n/a |" in section
+    assert "| iqr | 101 | 0.900 | 0.750 | 0.818 | 0.00 % | n/a |" in section
     own = "# Own demo, every monitor on every scenario (tuned on)\n\ntable\n"
     doc = splice_suite(own, section)
     assert doc.startswith(section) and doc.endswith(own)

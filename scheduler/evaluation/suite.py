@@ -245,21 +245,27 @@ def run_suite(
 
 
 def render_table(summaries: list[Summary]) -> str:
-    """The Markdown table of pooled scores, one row per monitor."""
+    """The Markdown table of pooled scores, one row per monitor, then the runs that failed."""
     lines = [
-        "| monitor | PA (cuts + fires) | UA | F1 | false alerts: stable forest | edge forest | drought forest | "
-        "logging pixels / gaps found | median lag to confirmation (valid obs) | meets targets |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| monitor | seeds scored | PA (cuts + fires) | UA | F1 | false alerts: stable forest | edge forest | "
+        "drought forest | logging pixels / gaps found | median lag to confirmation (valid obs) | meets targets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
+        seeds = ", ".join(map(str, s.seeds)) or "none"
+        if s.errors:
+            seeds += f" ({len(s.errors)} failed)"
         if not s.seeds:
-            lines.append(f"| {s.monitor} | failed: {'; '.join(s.errors)} | | | | | | | | |")
+            lines.append(f"| {s.monitor} | {seeds} | failed | | | | | | | | no |")
             continue
         lines.append(
-            f"| {s.monitor} | {fmt(s.pa)} | {fmt(s.ua)} | {fmt(s.f1)} | {_pct(s.fa_stable)} | {_pct(s.fa_edge)} | "
-            f"{_pct(s.fa_drought)} | {_pct(s.logging_pixels_found, 0)} / {_pct(s.logging_gaps_found, 0)} | "
-            f"{fmt(s.lag_obs, 1)} | {'yes' if meets_targets(s) else 'no'} |"
+            f"| {s.monitor} | {seeds} | {fmt(s.pa)} | {fmt(s.ua)} | {fmt(s.f1)} | {_pct(s.fa_stable)} | "
+            f"{_pct(s.fa_edge)} | {_pct(s.fa_drought)} | {_pct(s.logging_pixels_found, 0)} / "
+            f"{_pct(s.logging_gaps_found, 0)} | {fmt(s.lag_obs, 1)} | {'yes' if meets_targets(s) else 'no'} |"
         )
+    failures = [f"- {s.monitor}, {error}" for s in summaries for error in s.errors]
+    if failures:
+        lines += ["", "Failed runs:", "", *failures]
     return "\n".join(lines)
 
 
