@@ -101,18 +101,19 @@ def test_smoke_is_vegetation_and_drought_lowers_ndvi(hard: SceneContext) -> None
     apply_events([event], after, when)
     in_forest = forest[event.rows, event.cols]
     drop = (_ndvi(before) - _ndvi(after))[event.rows, event.cols][in_forest]
-    assert 0.03 < drop.max() <= 0.1 and drop.min() >= 0
+    assert 0.02 < drop.max() <= 0.095 and drop.min() >= 0
     labels = SCL.clear_sky_scl(after["red"], after["nir08"], hard.landcover.water)
     assert (labels[event.rows, event.cols][in_forest] == SCL.VEGETATION).all()
 
     (drought,) = [e for e in hard.events if e.kind == "drought"]
-    assert 0.05 <= drought.n_pixels / forest.sum() <= 0.15
+    assert 0.08 <= drought.n_pixels / forest.sum() <= 0.12
     assert forest[drought.rows, drought.cols].all()
     mid = drought.date + dt.timedelta(days=drought.duration_days // 2)
     before, after = surface_reflectance(hard.landcover, mid), surface_reflectance(hard.landcover, mid)
     apply_events([drought], after, mid)
     drop = (_ndvi(before) - _ndvi(after))[drought.rows, drought.cols]
-    assert 0.05 <= np.median(drop) <= 0.09 and drop.max() <= 0.1
+    # Graded: up to about 0.09 at the core, far less towards the edge.
+    assert 0.07 <= drop.max() <= 0.1 and np.median(drop) <= 0.05 and drop.min() >= 0
 
 
 def test_blur_and_jitter_smear_edges(hard: SceneContext) -> None:

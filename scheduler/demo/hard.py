@@ -46,8 +46,9 @@ MIN_PIXELS = 4
 FIRES = 2
 LOGGING_PER_CLEARCUT = 1 / 3
 DROUGHT_SHARE = 0.1
-DROUGHT_DROP = (0.06, 0.075)
-SMOKE_EPISODES = 3
+# NDVI drop at the drought's core (about 0.09 at most with the pixel scatter), fading to none at its edge.
+DROUGHT_DROP = (0.075, 0.082)
+SMOKE_EPISODES = 2
 
 # Pixel values of ground_truth_class.tif. Disjoint: a disturbed pixel is never edge, an edge pixel never drought.
 CLASS_CODES: dict[str, int] = {
@@ -95,7 +96,9 @@ def plan_hard(spec: DemoSpec, grid: Grid, landcover: LandCover) -> list[Event]:
     logging_gaps = place_logging(log_rng, grid, occupied, spread_dates(log_rng, first, last, n_logging))
     disturbed = _pixels(grid, cuts + fires + logging_gaps)
     drought_rng = stream_rng(spec.seed, Stream.HARD_DROUGHT)
-    drought = place_drought(drought_rng, spec, grid, forest & ~dilate(disturbed), DROUGHT_SHARE, DROUGHT_DROP)
+    allowed = forest & ~dilate(disturbed)
+    share = min(DROUGHT_SHARE * forest.sum() / max(allowed.sum(), 1), 1.0)
+    drought = place_drought(drought_rng, spec, grid, allowed, share, DROUGHT_DROP)
     haze = place_smoke(stream_rng(spec.seed, Stream.SMOKE), spec, grid, SMOKE_EPISODES)
     logger.debug("hard suite: %d clear-cuts, %d fires, %d logging gaps", len(cuts), len(fires), len(logging_gaps))
     # Drought first (a cut replaces whatever canopy there was), haze last (it lies over the whole scene).

@@ -43,8 +43,8 @@ HAZE_COLOUR: Endmember = {"green": 0.33, "red": 0.30, "nir08": 0.28, "swir16": 0
 REFERENCE_FOREST = {"red": 0.031, "nir08": 0.28}
 # Smoke of the burning season (the hard suite): thinner, wider, from nothing at its edge to SMOKE_DROP at its core.
 SMOKE = "smoke"
-SMOKE_AREA_FRACTION = (0.3, 0.6)
-SMOKE_DROP = (0.04, 0.1)
+SMOKE_AREA_FRACTION = (0.2, 0.45)
+SMOKE_DROP = (0.03, 0.08)
 SMOKE_DURATION_DAYS = (10, 30)
 SMOKE_GAP_DAYS = (5, 20)
 # The burning season: first smoke between these days of the year (August).
