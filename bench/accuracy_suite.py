@@ -3,6 +3,7 @@
     python bench/accuracy_suite.py --size 256 --seeds 101 102 --doc docs/accuracy.md   # docs/accuracy.md's lead
     python bench/accuracy_suite.py --tuning --size 128              # the tuning seeds (tune on these only)
     python bench/accuracy_suite.py --render --doc docs/accuracy.md  # re-render the saved results only
+    python bench/accuracy_suite.py --ablate 1 --size 128 --monitors iqr ccdc   # which nuisance raises the alerts
 
 Archives and runs are cached under --work; results go to --results/accuracy_suite.{json,md}.
 """
@@ -23,12 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from catalog import atomic  # noqa: E402
 from scheduler.evaluation.suite import (  # noqa: E402
+    ABLATIONS,
     MONITORS,
     TEST_SEEDS,
     TUNING_SEEDS,
     SuiteScore,
     render_section,
     render_table,
+    run_ablation,
     run_suite,
     scores_json,
     splice_suite,
@@ -51,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--doc", help="Also put the table first in this Markdown file (test seeds only)")
     parser.add_argument("--render", action="store_true", help="Only re-render the saved results (--results)")
+    parser.add_argument(
+        "--ablate", type=int, metavar="SEED", help="Instead: one nuisance off at a time on this tuning seed"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     split = TUNING_SEEDS if args.tuning else TEST_SEEDS
@@ -62,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.doc and args.tuning:
         parser.error("--doc reports test seeds only: tuning-seed numbers flatter the tuned monitors")
     out = Path(args.results)
+    if args.ablate is not None:
+        return ablate(args.ablate, args.size, tuple(args.monitors), Path(args.work), out, args.workers, parser)
     if args.render:
         # Re-render a finished run (e.g. with --doc) without running anything again.
         saved = json.loads((out / "accuracy_suite.json").read_text(encoding="utf-8"))
@@ -106,6 +114,41 @@ def main(argv: list[str] | None = None) -> int:
         )
         doc = Path(args.doc)
         atomic.write_bytes(doc, splice_suite(doc.read_text(encoding="utf-8"), section).encode("utf-8"))
+    return 0
+
+
+def ablate(
+    seed: int,
+    size: int,
+    monitors: tuple[str, ...],
+    work: Path,
+    out: Path,
+    workers: int,
+    parser: argparse.ArgumentParser,
+) -> int:
+    """Run the ablation on a tuning seed and write accuracy_suite_ablation.{json,md}."""
+    if seed not in TUNING_SEEDS:
+        parser.error(f"--ablate takes a tuning seed {TUNING_SEEDS}: test seeds are for reporting only")
+    started = time.perf_counter()
+    scores = run_ablation(work, seed, size, monitors, workers)
+    rows = [f"{m} / {v}" for v in ABLATIONS for m in monitors]
+    summaries = [summarise(scores, row) for row in rows]
+    context = {
+        "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "split": "tuning",
+        "seeds": [seed],
+        "size_px": size,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    atomic.write_json(out / "accuracy_suite_ablation.json", scores_json(scores, summaries, **context))
+    text = (
+        f"Hard suite with one nuisance off at a time: tuning seed {seed}, {size} x {size} px, generated "
+        f"{context['generated']} in {context['seconds']} s (`python bench/accuracy_suite.py --ablate {seed} --size "
+        f"{size}`). Smoke and the drought stay on in every row.\n\n{render_table(summaries)}\n"
+    )
+    atomic.write_bytes(out / "accuracy_suite_ablation.md", text.encode("utf-8"))
+    print(text)
     return 0
 
 

@@ -25,6 +25,7 @@ from scheduler.demo.scene import SceneContext, choose_overcast, render_scene
 from scheduler.demo.schedule import acquisition_schedule
 from scheduler.demo.surface import surface_reflectance
 from scheduler.evaluation.suite import (
+    ABLATIONS,
     DOC_BEGIN,
     DOC_END,
     SuiteScore,
@@ -213,6 +214,15 @@ def test_run_one_scores_per_class(archive, tmp_path: Path) -> None:
     assert summary.pa == score.abrupt_hits / score.abrupt_pixels
 
 
+def test_each_ablation_turns_off_only_its_nuisances() -> None:
+    full = hard_spec(TUNING_SEEDS[0], 64)
+    assert ABLATIONS["every nuisance"] == {}
+    for name, update in ABLATIONS.items():
+        variant = full.model_copy(update=update)
+        changed = {k for k in type(full).model_fields if getattr(variant, k) != getattr(full, k)}
+        assert changed == set(update) and all(getattr(variant, k) == 0 for k in changed), name
+
+
 def test_summaries_pool_counts_over_seeds() -> None:
     a = SuiteScore(101, "m", abrupt_pixels=100, abrupt_hits=99, alerts=100, stable_pixels=1000, stable_alerts=1,
                    drought_pixels=200, drought_alerts=1, lags_obs=[2, 3, 3])  # fmt: skip
@@ -244,3 +254,16 @@ def test_doc_section_leads_and_is_replaced_not_repeated() -> None:
     assert again == f"{newer}\n\n{own}" and again.count(DOC_BEGIN) == 1
     # The matrix rewrites its part and keeps the suite's section first.
     assert splice_suite("# Own demo v2\n", suite_section(again)) == f"{newer}\n\n# Own demo v2\n"
+
+
+@pytest.mark.slow
+def test_demo_command_serves_the_hard_suite_on_a_tuning_seed(tmp_path: Path) -> None:
+    from scheduler.demo import load_demo
+    from server.cli import main
+
+    folder = tmp_path / "demo-hard"
+    assert main(["demo", "--scenario", "hard", "--size", "64", "--dir", str(folder), "--no-serve"]) == 0
+    archive = load_demo(folder / "archive")
+    assert archive.spec == hard_spec(TUNING_SEEDS[0], 64)
+    assert 'crs = "EPSG:32721"' in (folder / "nrt-alerts.toml").read_text()
+    assert archive.ground_truth_class_path is not None and archive.ground_truth_class_path.exists()
