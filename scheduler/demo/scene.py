@@ -47,7 +47,7 @@ class Scene:
     bands: dict[str, np.ndarray]
     scl: np.ndarray
     cloud_cover: float
-    # Pixels under a cloud or halo that SCL labels clear (all False unless the spec leaks clouds).
+    # Pixels under a cloud or halo that SCL labels clear (None unless the spec leaks clouds).
     leaked: np.ndarray | None = None
 
 
