@@ -145,7 +145,8 @@ def ablate(
     text = (
         f"Hard suite with one nuisance off at a time: tuning seed {seed}, {size} x {size} px, generated "
         f"{context['generated']} in {context['seconds']} s (`python bench/accuracy_suite.py --ablate {seed} --size "
-        f"{size}`). Smoke and the drought stay on in every row.\n\n{render_table(summaries)}\n"
+        f"{size} --monitors {' '.join(monitors)}`). Smoke and the drought stay on in every row.\n\n"
+        f"{render_table(summaries)}\n"
     )
     atomic.write_bytes(out / "accuracy_suite_ablation.md", text.encode("utf-8"))
     print(text)

@@ -360,7 +360,8 @@ def render_section(summaries: list[Summary], *, seeds: tuple[int, ...], size: in
         render_table(summaries),
         "",
         "Where the false alerts come from (one nuisance off at a time, on a tuning seed): "
-        "`bench/results/accuracy_suite_ablation.md`, made by `python bench/accuracy_suite.py --ablate 1`.",
+        "`bench/results/accuracy_suite_ablation.md` (`python bench/accuracy_suite.py --ablate SEED`; its first line "
+        "names the command, size and monitors).",
         DOC_END,
     ]
     return "\n".join(lines)
