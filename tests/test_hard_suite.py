@@ -71,6 +71,8 @@ def test_seed_split_and_defaults_off() -> None:
     )
     spec = hard_spec(101, SIZE)
     assert spec.scenario == "hard" and spec.epsg == 32721 and spec.leaked_cloud_fraction > 0
+    # The density of events stays that of 256 x 256 px on larger grids; smaller ones keep twelve clear-cuts.
+    assert [hard_spec(1, size).n_clearcuts for size in (64, 256, 512)] == [12, 12, 48]
 
 
 def test_leaked_clouds_are_labelled_clear(hard: SceneContext) -> None:

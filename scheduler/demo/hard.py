@@ -38,6 +38,7 @@ ORIGIN = (600000.0, 8900000.0)
 # (95 %), as Sentinel-2's multi-temporal requirement; 5 % of the days published twice.
 NUISANCES = {"leaked_cloud_fraction": 0.025, "psf_sigma_px": 0.5, "jitter_px": 0.15, "duplicate_fraction": 0.05}
 
+CLEARCUTS_PER_256PX = 12
 SMALL_CLEARINGS = 3
 SMALL_AREA_HA = (0.2, 0.24)
 AREA_HA = (0.2, 20.0)
@@ -65,9 +66,11 @@ CLASS_CODES: dict[str, int] = {
 
 def hard_spec(seed: int, size: int = 512) -> DemoSpec:
     """The hard suite's spec for one seed on a size x size px grid."""
+    # Twelve clear-cuts per 256 x 256 px (at least twelve): larger grids keep the density of events.
+    n_clearcuts = round(CLEARCUTS_PER_256PX * max(1.0, (size / 256) ** 2))
     return DemoSpec(
         seed=seed, width=size, height=size, scenario=SUITE, epsg=EPSG, origin_x=ORIGIN[0], origin_y=ORIGIN[1],
-        **NUISANCES,
+        n_clearcuts=n_clearcuts, **NUISANCES,
     )  # fmt: skip
 
 
