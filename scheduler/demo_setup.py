@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from catalog import atomic
 from scheduler.config import Config, load_config
-from scheduler.demo import DemoSpec, generate_demo
+from scheduler.demo import SUITES, DemoSpec, generate_demo
+from scheduler.demo.hard import TUNING_SEEDS, hard_spec
 from scheduler.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,12 @@ def prepare_demo(root: Path, *, size: int = 256, scenario: str = "clear-cut", pr
             "use another --dir (or delete that folder) for a different size or scenario"
         )
     try:
-        spec = DemoSpec(width=size, height=size, scenario=scenario)
+        # The suite's demo shows a tuning seed: the test seeds stay unseen until accuracy is reported.
+        spec = (
+            hard_spec(TUNING_SEEDS[0], size)
+            if scenario in SUITES
+            else DemoSpec(width=size, height=size, scenario=scenario)
+        )
     except ValidationError as exc:
         raise ConfigError(f"demo: {exc.errors()[0]['msg']}") from exc
     log.info(

@@ -19,7 +19,7 @@ from scheduler import parallel
 from scheduler.backups import generation_paths
 from scheduler.clock import clock_from_config, utc
 from scheduler.config import Config, load_config
-from scheduler.demo.spec import SCENARIOS
+from scheduler.demo.spec import SCENARIOS, SUITES
 from scheduler.errors import ConfigError, NotFittedError, NrtAlertsError, StateError
 from scheduler.grid import Tile, select_tiles
 from scheduler.jobs import record_run
@@ -285,6 +285,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         version=args.version,
         include_provisional=args.include_provisional,
         tolerance_days=args.tolerance_days,
+        disturbance_property=args.disturbance_property,
     )
     out = Path(args.out) if args.out else cfg.output.dir / "evaluation" / evaluation.version
     write_report(evaluation, out)
@@ -437,7 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help="Where the demo archive and outputs go (default: demo-data[-<scenario>])")
     p.add_argument("--size", default="256", help="Demo area edge in pixels, 64-4096 (default: 256)")
     p.add_argument(
-        "--scenario", default="clear-cut", choices=SCENARIOS, help="What the demo plants (default: clear-cut)"
+        "--scenario",
+        default="clear-cut",
+        choices=SCENARIOS + SUITES,
+        help="What the demo plants (default: clear-cut; hard: every kind and nuisance, see docs/accuracy.md)",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -449,6 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="Report folder (default: <output.dir>/evaluation/<version>)")
     p.add_argument("--include-provisional", action="store_true", help="Count provisional alerts as alerts")
     p.add_argument("--tolerance-days", type=int, default=0, help="Accept detections this many days early")
+    p.add_argument(
+        "--disturbance-property",
+        help="GeoJSON property flagging disturbances, true/false (default: 'disturbance', else 'is_disturbance')",
+    )
     p.set_defaults(func=cmd_evaluate)
     p = with_config(sub.add_parser("sweep", help=cmd_sweep.__doc__))
     p.add_argument("--reference", required=True, help="Reference file, as for evaluate")

@@ -483,3 +483,108 @@ def test_rank_breaks_ties_by_median_lag() -> None:
     )
     assert [s.name for s in ranked] == ["best", "fast", "slow", "failed"]
     assert [s.rank for s in ranked] == [1, 2, 3, None]
+
+
+# -- other people's references: the disturbance flag, warnings, totals -------------------------------------
+
+
+def test_is_disturbance_and_a_named_flag_property(tmp_path: Path) -> None:
+    features = [
+        _feature("Polygon", _lonlat_box(1, 1, 3, 3), date="2023-05-01", is_disturbance=True),
+        # A dated drought polygon: undisturbed because its flag says so, not because it lacks a date.
+        _feature("Polygon", _lonlat_box(3, 5, 5, 7), date="2023-07-01", is_disturbance=False),
+    ]
+    ref = load_reference(_write(tmp_path / "is.geojson", features), GRID)
+    assert ref.describe()["disturbed_pixels"] == 4 and ref.known_undisturbed.sum() == 4
+    assert ref.summary["disturbance_property"] == "is_disturbance" and ref.summary["warnings"] == []
+    # Someone else's names and values: --disturbance-property label with yes/no, 1/0.
+    features = [
+        _feature("Polygon", _lonlat_box(1, 1, 3, 3), date="2023-05-01", label="yes"),
+        _feature("Polygon", _lonlat_box(3, 5, 5, 7), date="2023-07-01", label="No"),
+        _feature("Polygon", _lonlat_box(0, 0, 1, 1), date="2023-07-01", label=0),
+    ]
+    ref = load_reference(_write(tmp_path / "label.geojson", features), GRID, disturbance_property="label")
+    assert ref.describe()["disturbed_pixels"] == 4 and ref.known_undisturbed.sum() == 5
+    assert ref.day[1, 1] == DAY and ref.day[3, 5] == 0
+    with pytest.raises(ReferenceDataError, match=r"feature 0: 'label' must be true or false .* not 'maybe'"):
+        bad = [_feature("Polygon", _lonlat_box(1, 1, 3, 3), date="2023-05-01", label="maybe")]
+        load_reference(_write(tmp_path / "bad.geojson", bad), GRID, disturbance_property="label")
+
+
+def test_unknown_and_missing_properties_are_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    features = [
+        _feature("Polygon", _lonlat_box(1, 1, 3, 3), date="2023-05-01", disturbance=True, cls="clear-cut"),
+        _feature("Polygon", _lonlat_box(3, 5, 5, 7), date="2023-07-01", cls="drought", confidence=0.7),
+    ]
+    with caplog.at_level("WARNING", logger="scheduler.evaluation.reference"):
+        ref = load_reference(_write(tmp_path / "w.geojson", features), GRID)
+    warnings = ref.summary["warnings"]
+    assert len(warnings) == 2
+    assert "1 of 2 features have no 'disturbance' property" in warnings[0]
+    assert "properties not read: cls, confidence" in warnings[1] and "--disturbance-property" in warnings[1]
+    assert [r.getMessage() for r in caplog.records] == warnings
+    # The flag named on the command line is in no feature: said so, and every dated feature is a disturbance.
+    ref = load_reference(_write(tmp_path / "w.geojson", features), GRID, disturbance_property="is_disturbed")
+    assert any("no feature has the property 'is_disturbed'" in w for w in ref.summary["warnings"])
+    assert ref.describe()["disturbed_pixels"] == 8
+    # The demo's own ground truth carries descriptive properties only: no warning.
+    demo_like = [_feature("Polygon", _lonlat_box(1, 1, 3, 3))]
+    demo_like[0]["properties"] = {"id": "clearcut-001", "kind": "clear-cut", "date": "2023-05-01", "end": None,
+                                  "disturbance": True, "area_ha": 0.16, "n_pixels": 4, "crs": "EPSG:32633"}  # fmt: skip
+    assert load_reference(_write(tmp_path / "demo.geojson", demo_like), GRID).summary["warnings"] == []
+
+
+def _header_numbers(markdown: str) -> dict[str, int]:
+    """The totals the report's first paragraphs state."""
+    patterns = {
+        "reference_disturbed": r": (\d+) disturbed pixels dated",
+        "evaluated_disturbed": r"of which (\d+) are evaluated as disturbed",
+        "not_monitored": r"; (\d+) are not monitored",
+        "before": r", (\d+) were disturbed before",
+        "after": r"and (\d+) after the data time",
+        "evaluated": r"Evaluated: (\d+) pixels",
+        "undisturbed": r", (\d+) disturbed and (\d+) undisturbed",
+    }
+    found = {}
+    for name, pattern in patterns.items():
+        match = re.search(pattern, markdown)
+        assert match, name
+        found[name] = int(match.groups()[-1])
+    return found
+
+
+@pytest.mark.slow
+def test_report_totals_agree_with_its_tables(static_run: DemoRun, tmp_path: Path) -> None:
+    archive = static_run.cfg.source.catalog.parent
+    collection = json.loads((archive / "ground_truth.geojson").read_text())
+    # Someone else's file: the flag is called is_disturbance, plus a property evaluate does not read.
+    for feature in collection["features"]:
+        props = feature["properties"]
+        props["is_disturbance"] = props.pop("disturbance")
+        props["source"] = "field survey"
+    path = _write(tmp_path / "truth.geojson", collection["features"])
+    first = read_index(CatalogLayout(static_run.cfg.output.stac_dir)).publications[1]
+    for version, out in ((None, tmp_path / "latest"), (first.id, tmp_path / "first")):
+        argv = ["evaluate", "-c", _config(static_run), "--reference", str(path), "--out", str(out)]
+        assert main(argv + (["--version", version] if version else [])) == 0
+        report = json.loads((out / "evaluation.json").read_text())
+        markdown = (out / "evaluation.md").read_text()
+        header = _header_numbers(markdown)
+        counts = report["counts"]
+        table = re.search(r"\| evaluated \| disturbed \|.*\n\|.*\n\| (\d+) \| (\d+) \| (\d+) \|", markdown)
+        assert (header["evaluated"], header["evaluated_disturbed"], header["undisturbed"]) == tuple(
+            int(v) for v in table.groups()
+        )
+        assert header["evaluated_disturbed"] == counts["disturbed"] > 0
+        assert header["reference_disturbed"] == report["reference"]["disturbed_pixels"]
+        # Every disturbed pixel of the reference is in the table or left out for a stated reason.
+        assert header["reference_disturbed"] == (
+            header["evaluated_disturbed"] + header["not_monitored"] + header["before"] + header["after"]
+        )
+        assert report["reference"]["disturbance_property"] == "is_disturbance"
+        assert "Warning: " in markdown and "properties not read: source" in markdown
+    # The first publication predates most events: they are the stated "after the data time" pixels.
+    assert header["after"] > 0
+    # Drought and haze polygons are flagged is_disturbance: false, so they are not counted as disturbed.
+    with rasterio.open(archive / "ground_truth.tif") as src:
+        assert report["reference"]["disturbed_pixels"] == int((src.read(1) > 0).sum())

@@ -2,6 +2,6 @@
 
 from scheduler.demo.events import KIND_CODES
 from scheduler.demo.generate import generate_demo, load_demo
-from scheduler.demo.spec import SCENARIOS, DemoArchive, DemoSpec
+from scheduler.demo.spec import SCENARIOS, SUITES, DemoArchive, DemoSpec
 
-__all__ = ["KIND_CODES", "SCENARIOS", "DemoArchive", "DemoSpec", "generate_demo", "load_demo"]
+__all__ = ["KIND_CODES", "SCENARIOS", "SUITES", "DemoArchive", "DemoSpec", "generate_demo", "load_demo"]

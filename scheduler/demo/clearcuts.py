@@ -45,16 +45,30 @@ def plan_clearcuts(spec: DemoSpec, grid: Grid, forest: np.ndarray) -> list[Event
     """Place spec.n_clearcuts non-overlapping clear-cuts fully inside forest, dated across the disturbance window."""
     rng = stream_rng(spec.seed, Stream.EVENTS)
     dates = spread_dates(rng, *event_window(spec), spec.n_clearcuts)
-    occupied = ~forest
+    events = place_clearcuts(rng, grid, ~forest, dates, AREA_HA, MIN_PIXELS)
+    logger.debug("planted %d clear-cuts", len(events))
+    return events
+
+
+def place_clearcuts(
+    rng: np.random.Generator,
+    grid: Grid,
+    occupied: np.ndarray,
+    dates: list[datetime.date],
+    area_ha: tuple[float, float],
+    min_pixels: int,
+    first_number: int = 1,
+) -> list[Event]:
+    """One clear-cut per date on free pixels; marks each one's footprint in `occupied` (in place)."""
     events: list[Event] = []
-    for k in range(spec.n_clearcuts):
-        placed = place_polygon(rng, grid, occupied, AREA_HA, MIN_PIXELS)
+    for k, date in enumerate(dates):
+        placed = place_polygon(rng, grid, occupied, area_ha, min_pixels)
         if placed is None:
-            raise ValueError(f"could not place clear-cut {k + 1} of {spec.n_clearcuts}: not enough free forest")
+            raise ValueError(f"could not place clear-cut {k + 1} of {len(dates)}: not enough free forest")
         polygon, inside, footprint = placed
         occupied |= footprint
-        events.append(Event.from_pixels(f"clearcut-{k + 1:03d}", KIND, dates[k], polygon, inside, rng))
-    logger.debug("planted %d clear-cuts", len(events))
+        number = first_number + k
+        events.append(Event.from_pixels(f"clearcut-{number:03d}", KIND, date, polygon, inside, rng))
     return events
 
 

@@ -11,6 +11,7 @@ from rasterio.features import rasterize
 
 from scheduler.demo.canopy import lower_ndvi
 from scheduler.demo.events import Event, effect, planner
+from scheduler.demo.fields import smooth_field
 from scheduler.demo.grid import Grid
 from scheduler.demo.landcover import LandCover
 from scheduler.demo.placement import blob, event_window, mask_parts, pixel_geometry
@@ -46,7 +47,11 @@ def drought_stress(event: Event, refl: Reflectance, when: datetime.date) -> None
     profile = min(1.0, days / RAMP_DAYS, (event.duration_days - days) / RAMP_DAYS)
     if profile <= 0:
         return
-    drop = np.clip(event.magnitude * (1.0 + 0.1 * event.pixel_variation), *DROP) * profile
+    if event.pixel_weight is not None:
+        # Graded (the hard suite): the full drop at the region's core, next to none at its edge.
+        drop = event.magnitude * event.pixel_weight * (1.0 + 0.1 * event.pixel_variation) * profile
+    else:
+        drop = np.clip(event.magnitude * (1.0 + 0.1 * event.pixel_variation), *DROP) * profile
     lower_ndvi(refl, event.rows, event.cols, drop, nir_loss=NIR_LOSS, swir_gain=SWIR_GAIN)
 
 
@@ -74,6 +79,28 @@ def plan_drought(spec: DemoSpec, grid: Grid, landcover: LandCover) -> list[Event
         events.append(replace(event, end=start + datetime.timedelta(days=duration), magnitude=magnitude))
     logger.debug("planted %d drought regions", len(events))
     return events
+
+
+def place_drought(
+    rng: np.random.Generator, spec: DemoSpec, grid: Grid, allowed: np.ndarray, share: float, drop: tuple[float, float]
+) -> list[Event]:
+    """One graded drought over about `share` of the `allowed` pixels: its core's drop drawn from `drop`."""
+    onset = _onset(rng, spec)
+    # Thresholded on the allowed pixels only, so the drought covers `share` of them whatever the land cover.
+    field = smooth_field(rng, grid.shape, REGION_SCALE * min(grid.shape))
+    threshold = float(np.quantile(field[allowed], 1.0 - share)) if allowed.any() else np.inf
+    mask = allowed & (field > threshold)
+    top = float(field[mask].max()) if mask.any() else threshold + 1.0
+    depth = np.clip((field - threshold) / max(top - threshold, 1e-6), 0.0, 1.0)
+    parts = mask_parts(mask, grid, MIN_PIXELS)
+    if not parts:
+        return []
+    geometry, affected = pixel_geometry(parts, grid)
+    duration = int(rng.integers(DURATION_DAYS[0], DURATION_DAYS[1] + 1))
+    event = Event.from_pixels(f"{KIND}-001", KIND, onset, geometry, affected, rng)
+    end = onset + datetime.timedelta(days=duration)
+    weight = depth[event.rows, event.cols]
+    return [replace(event, end=end, magnitude=float(rng.uniform(*drop)), pixel_weight=weight)]
 
 
 def _onset(rng: np.random.Generator, spec: DemoSpec) -> datetime.date:

@@ -66,8 +66,16 @@ def plan_fires(spec: DemoSpec, grid: Grid, landcover: LandCover) -> list[Event]:
     rng = stream_rng(spec.seed, Stream.FIRE)
     n = math.ceil(spec.n_clearcuts / CLEARCUTS_PER_FIRE)
     dates = spread_dates(rng, *event_window(spec), n)
-    forest = landcover.forest
-    occupied = ~forest
+    events = place_fires(rng, grid, landcover.forest, ~landcover.forest, dates)
+    logger.debug("planted %d burn scars", len(events))
+    return events
+
+
+def place_fires(
+    rng: np.random.Generator, grid: Grid, forest: np.ndarray, occupied: np.ndarray, dates: list[datetime.date]
+) -> list[Event]:
+    """One burn scar per date on free forest; marks each scar and its margin in `occupied` (in place)."""
+    n = len(dates)
     px_area_ha = grid.resolution**2 / 1e4
     max_px = min(AREA_HA[1] / px_area_ha, MAX_FOREST_SHARE * forest.sum() / max(n, 1))
     min_px = max(min(AREA_HA[0] / px_area_ha, max_px / 3), MIN_PIXELS)
@@ -82,7 +90,6 @@ def plan_fires(spec: DemoSpec, grid: Grid, landcover: LandCover) -> list[Event]:
         polygon, inside = scar
         occupied |= dilate(inside)
         events.append(Event.from_pixels(f"{KIND}-{k + 1:03d}", KIND, dates[k], polygon, inside, rng))
-    logger.debug("planted %d burn scars", len(events))
     return events
 
 

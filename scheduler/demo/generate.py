@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import shutil
 import time
@@ -14,12 +15,13 @@ from scheduler.demo.bands import NODATA, REFLECTANCE_KEYS, SCL_KEY
 from scheduler.demo.cog import write_cog
 from scheduler.demo.grid import Grid
 from scheduler.demo.groundtruth import write_forest_mask, write_ground_truth
+from scheduler.demo.hard import CLASS_CODES, class_raster
 from scheduler.demo.landcover import make_landcover
 from scheduler.demo.marker import MARKER_NAME, marker_matches, read_marker, write_marker
 from scheduler.demo.scenarios import plan_events
 from scheduler.demo.scene import SceneContext, choose_overcast, render_scene
-from scheduler.demo.schedule import acquisition_schedule
-from scheduler.demo.spec import DemoArchive, DemoSpec
+from scheduler.demo.schedule import acquisition_schedule, duplicated
+from scheduler.demo.spec import SUITES, DemoArchive, DemoSpec
 from scheduler.demo.stac import build_item, item_paths, save_catalog
 
 logger = logging.getLogger(__name__)
@@ -48,18 +50,29 @@ def generate_demo(root: Path, spec: DemoSpec = DemoSpec(), *, progress: bool = F
     write_ground_truth(
         events, grid, archive.ground_truth_path, archive.ground_truth_raster_path, archive.ground_truth_kind_path
     )
-    _remove_stale_items(root, {acq.item_id for acq in schedule})
+    if archive.ground_truth_class_path is not None:
+        codes = ", ".join(f"{code} {name}" for name, code in CLASS_CODES.items())
+        write_cog(
+            archive.ground_truth_class_path,
+            class_raster(events, landcover),
+            grid,
+            tags={"CLASS_CODES": json.dumps(CLASS_CODES), "DESCRIPTION": f"Pixel class: {codes}"},
+        )
+    copies = {acq.index: acq for acq in duplicated(spec, schedule)}
+    _remove_stale_items(root, {acq.item_id for acq in schedule} | {acq.item_id for acq in copies.values()})
 
     context = SceneContext(spec, landcover, events, choose_overcast(spec, [acq.index for acq in schedule]))
     footprint = grid.footprint_wgs84()
     items = []
     for acq in tqdm(schedule, desc="demo acquisitions", unit="scene", disable=not progress):
         scene = render_scene(context, acq)
-        _, asset_paths = item_paths(root, acq.item_id)
-        for key in REFLECTANCE_KEYS:
-            write_cog(asset_paths[key], scene.bands[key], grid, nodata=NODATA)
-        write_cog(asset_paths[SCL_KEY], scene.scl, grid, nodata=NODATA)
-        items.append(build_item(acq, grid, footprint, root, scene.cloud_cover))
+        # A reprocessed copy repeats the acquisition's pixels under its own item id, on the same day.
+        for published in (acq, copies[acq.index]) if acq.index in copies else (acq,):
+            _, asset_paths = item_paths(root, published.item_id)
+            for key in REFLECTANCE_KEYS:
+                write_cog(asset_paths[key], scene.bands[key], grid, nodata=NODATA)
+            write_cog(asset_paths[SCL_KEY], scene.scl, grid, nodata=NODATA)
+            items.append(build_item(published, grid, footprint, root, scene.cloud_cover))
 
     save_catalog(root, spec, grid, items)
     write_marker(root, spec)
@@ -95,6 +108,7 @@ def _archive(root: Path, spec: DemoSpec, dates: list[datetime.datetime]) -> Demo
         ground_truth_kind_path=root / "ground_truth_kind.tif",
         dates=dates,
         spec=spec,
+        ground_truth_class_path=root / "ground_truth_class.tif" if spec.scenario in SUITES else None,
     )
 
 

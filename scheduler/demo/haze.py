@@ -41,6 +41,14 @@ WOBBLE_PERIOD_DAYS = 9.0
 HAZE_COLOUR: Endmember = {"green": 0.33, "red": 0.30, "nir08": 0.28, "swir16": 0.21, "swir22": 0.16}
 # The canopy the opacity is computed for (mean forest NDVI 0.8).
 REFERENCE_FOREST = {"red": 0.031, "nir08": 0.28}
+# Smoke of the burning season (the hard suite): thinner, wider, from nothing at its edge to SMOKE_DROP at its core.
+SMOKE = "smoke"
+SMOKE_AREA_FRACTION = (0.2, 0.45)
+SMOKE_DROP = (0.03, 0.08)
+SMOKE_DURATION_DAYS = (10, 30)
+SMOKE_GAP_DAYS = (5, 20)
+# The burning season: first smoke between these days of the year (August).
+SMOKE_ONSET = (213, 243)
 
 
 @effect(KIND)
@@ -51,8 +59,12 @@ def haze(event: Event, refl: Reflectance, when: datetime.date) -> None:
         return
     weight = event.pixel_weight if event.pixel_weight is not None else 1.0
     wobble = 1.0 + WOBBLE * math.sin(2 * math.pi * days / WOBBLE_PERIOD_DAYS)
-    drop = (DROP[0] + (event.magnitude - DROP[0]) * weight) * wobble
-    opacity = opacity_for(np.clip(drop, DROP[0] + DROP_MARGIN, DROP[1] - DROP_MARGIN))
+    if event.detail == SMOKE:
+        # Smoke thins out to nothing at its edge.
+        opacity = opacity_for(np.clip(event.magnitude * weight * wobble, 0.0, DROP[1] - DROP_MARGIN))
+    else:
+        drop = (DROP[0] + (event.magnitude - DROP[0]) * weight) * wobble
+        opacity = opacity_for(np.clip(drop, DROP[0] + DROP_MARGIN, DROP[1] - DROP_MARGIN))
     for key in REFLECTANCE_KEYS:
         band = refl[key][event.rows, event.cols]
         refl[key][event.rows, event.cols] = band + opacity * (HAZE_COLOUR[key] - band)
@@ -100,4 +112,27 @@ def plan_haze(spec: DemoSpec, grid: Grid, landcover: LandCover) -> list[Event]:
             )
         )
     logger.debug("planted %d haze episodes", len(events))
+    return events
+
+
+def place_smoke(rng: np.random.Generator, spec: DemoSpec, grid: Grid, n: int) -> list[Event]:
+    """N smoke episodes one after another from August of the first burning season in the event window."""
+    first, last = event_window(spec)
+    year = first.year if first.timetuple().tm_yday <= SMOKE_ONSET[0] else first.year + 1
+    start = datetime.date(year, 1, 1) + datetime.timedelta(days=int(rng.integers(*SMOKE_ONSET)) - 1)
+    events = []
+    for k in range(n):
+        duration = int(rng.integers(SMOKE_DURATION_DAYS[0], SMOKE_DURATION_DAYS[1] + 1))
+        if start + datetime.timedelta(days=duration) > last:
+            break
+        mask, depth = blob(rng, grid, REGION_SCALE * min(grid.shape), rng.uniform(*SMOKE_AREA_FRACTION))
+        parts = mask_parts(mask, grid, MIN_PIXELS)
+        if parts:
+            geometry, inside = pixel_geometry(parts, grid)
+            event = Event.from_pixels(f"{KIND}-{k + 1:03d}", KIND, start, geometry, inside, rng, detail=SMOKE)
+            end = start + datetime.timedelta(days=duration)
+            weight = depth[event.rows, event.cols]
+            events.append(replace(event, end=end, magnitude=float(rng.uniform(*SMOKE_DROP)), pixel_weight=weight))
+        start += datetime.timedelta(days=duration + int(rng.integers(SMOKE_GAP_DAYS[0], SMOKE_GAP_DAYS[1] + 1)))
+    logger.debug("planted %d smoke episodes", len(events))
     return events

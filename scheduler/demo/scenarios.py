@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 # Importing the kind modules registers their effects and planners.
-from scheduler.demo import clearcuts, degradation, drought, fire, haze, nonforest, selective  # noqa: F401
+from scheduler.demo import clearcuts, degradation, drought, fire, hard, haze, nonforest, selective  # noqa: F401
 from scheduler.demo.events import PLANNERS, Event
 from scheduler.demo.grid import Grid
 from scheduler.demo.landcover import LandCover
-from scheduler.demo.spec import SCENARIOS, DemoSpec
+from scheduler.demo.spec import SCENARIOS, SUITES, DemoSpec
 
-if missing := set(SCENARIOS) - set(PLANNERS):
+if missing := set(SCENARIOS + SUITES) - set(PLANNERS):
     raise RuntimeError(f"scenarios without a planner: {sorted(missing)}")
 
 

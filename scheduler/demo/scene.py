@@ -11,7 +11,9 @@ from scheduler.demo.bands import OFFSET, REFLECTANCE_KEYS, SCALE
 from scheduler.demo.clouds import add_clouds
 from scheduler.demo.events import Event, apply_events
 from scheduler.demo.landcover import LandCover
-from scheduler.demo.rng import Stream, acquisition_rng, band_noise_rng, stream_rng
+from scheduler.demo.leaks import add_leaked_clouds
+from scheduler.demo.optics import blur_and_shift
+from scheduler.demo.rng import Nuisance, Stream, acquisition_rng, band_noise_rng, nuisance_rng, stream_rng
 from scheduler.demo.schedule import Acquisition
 from scheduler.demo.spec import DemoSpec
 from scheduler.demo.surface import surface_reflectance
@@ -45,6 +47,8 @@ class Scene:
     bands: dict[str, np.ndarray]
     scl: np.ndarray
     cloud_cover: float
+    # Pixels under a cloud or halo that SCL labels clear (None unless the spec leaks clouds).
+    leaked: np.ndarray | None = None
 
 
 def render_scene(ctx: SceneContext, acq: Acquisition) -> Scene:
@@ -54,6 +58,8 @@ def render_scene(ctx: SceneContext, acq: Acquisition) -> Scene:
     when = acq.datetime.date()
     refl = surface_reflectance(ctx.landcover, when)
     apply_events(ctx.events, refl, when)
+    if spec.psf_sigma_px or spec.jitter_px:
+        blur_and_shift(refl, nuisance_rng(spec.seed, acq.index, Nuisance.OPTICS), spec.psf_sigma_px, spec.jitter_px)
     shape = ctx.landcover.cover.shape
     for key in SHARED_NOISE_KEYS:
         refl[key] += rng.normal(0.0, NOISE_SD[key], shape).astype(np.float32) + rng.normal(0.0, SCENE_OFFSET_SD)
@@ -66,6 +72,10 @@ def render_scene(ctx: SceneContext, acq: Acquisition) -> Scene:
     overcast = acq.index in ctx.overcast
     if overcast or rng.random() < spec.cloud_probability:
         add_clouds(refl, scl, rng, spec.resolution, overcast=overcast)
+    leaked = None
+    if spec.leaked_cloud_fraction:
+        leak_rng = nuisance_rng(spec.seed, acq.index, Nuisance.LEAKED_CLOUDS)
+        leaked = add_leaked_clouds(refl, scl, leak_rng, spec.resolution, spec.leaked_cloud_fraction)
 
     bands = {key: to_dn(refl[key]) for key in REFLECTANCE_KEYS}
     if rng.random() < EDGE_STRIP_PROBABILITY:
@@ -74,7 +84,9 @@ def render_scene(ctx: SceneContext, acq: Acquisition) -> Scene:
         for band in bands.values():
             band[:, :columns] = 0
         scl[:, :columns] = SCL.NO_DATA
-    return Scene(bands=bands, scl=scl, cloud_cover=SCL.cloud_cover_percent(scl))
+    if leaked is not None:
+        leaked &= scl != SCL.NO_DATA
+    return Scene(bands=bands, scl=scl, cloud_cover=SCL.cloud_cover_percent(scl), leaked=leaked)
 
 
 def to_dn(reflectance: np.ndarray) -> np.ndarray:

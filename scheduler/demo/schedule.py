@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scheduler.demo.rng import Stream, stream_rng
 from scheduler.demo.spec import DemoSpec
@@ -13,6 +13,7 @@ OVERPASS_TIME = datetime.time(10, 12, 0, tzinfo=datetime.UTC)
 # Real archives miss the odd acquisition (downlink, processing gaps).
 SKIP_PROBABILITY = 0.03
 PLATFORMS = ("sentinel-2a", "sentinel-2b")
+DUPLICATE_SUFFIX = "_R2"
 
 
 @dataclass(frozen=True)
@@ -22,11 +23,13 @@ class Acquisition:
     index: int
     datetime: datetime.datetime
     platform: str
+    # Tells a second item of the same acquisition (a reprocessed copy) from the first.
+    suffix: str = ""
 
     @property
     def item_id(self) -> str:
-        """STAC item id, e.g. S2X_DEMO_20210101."""
-        return f"S2X_DEMO_{self.datetime:%Y%m%d}"
+        """STAC item id, e.g. S2X_DEMO_20210101 (S2X_DEMO_20210101_R2 for a reprocessed copy)."""
+        return f"S2X_DEMO_{self.datetime:%Y%m%d}{self.suffix}"
 
 
 def acquisition_schedule(spec: DemoSpec) -> list[Acquisition]:
@@ -43,3 +46,11 @@ def acquisition_schedule(spec: DemoSpec) -> list[Acquisition]:
         when = datetime.datetime.combine(day, OVERPASS_TIME)
         schedule.append(Acquisition(i, when, PLATFORMS[i % 2]))
     return schedule
+
+
+def duplicated(spec: DemoSpec, schedule: list[Acquisition]) -> list[Acquisition]:
+    """The reprocessed copies: about spec.duplicate_fraction of the acquisitions published a second time."""
+    if not spec.duplicate_fraction:
+        return []
+    chosen = stream_rng(spec.seed, Stream.DUPLICATES).random(len(schedule)) < spec.duplicate_fraction
+    return [replace(acq, suffix=DUPLICATE_SUFFIX) for acq, copy in zip(schedule, chosen, strict=True) if copy]

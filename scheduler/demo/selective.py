@@ -49,7 +49,15 @@ def plan_selective_logging(spec: DemoSpec, grid: Grid, landcover: LandCover) -> 
     rng = stream_rng(spec.seed, Stream.SELECTIVE_LOGGING)
     dates = spread_dates(rng, *event_window(spec), spec.n_clearcuts)
     # Non-forest and the one-pixel margin around earlier gaps, so gaps never touch.
-    occupied = ~landcover.forest
+    events = place_logging(rng, grid, ~landcover.forest, dates)
+    logger.debug("planted %d selective-logging gaps", len(events))
+    return events
+
+
+def place_logging(
+    rng: np.random.Generator, grid: Grid, occupied: np.ndarray, dates: list[datetime.date]
+) -> list[Event]:
+    """One logging operation (a cluster of gaps) per date on free forest; marks the gaps in `occupied` in place."""
     radius_px = OPERATION_RADIUS_M / grid.resolution
     events: list[Event] = []
     for op, date in enumerate(dates):
@@ -77,7 +85,6 @@ def plan_selective_logging(spec: DemoSpec, grid: Grid, landcover: LandCover) -> 
                     detail=f"operation-{op + 1:03d}",
                 )
             )
-    logger.debug("planted %d selective-logging gaps", len(events))
     return events
 
 

@@ -15,6 +15,9 @@ MIN_POST_EVENT_DAYS = 60
 # What the planted events are: one scenario per archive, so detection accuracy can be measured per scenario.
 Scenario = Literal["clear-cut", "degradation", "selective-logging", "fire", "drought", "haze", "non-forest"]
 SCENARIOS: tuple[str, ...] = get_args(Scenario)
+# Suites plant many kinds at once, with sensor and atmosphere nuisances, to test monitors as a real archive would.
+Suite = Literal["hard"]
+SUITES: tuple[str, ...] = get_args(Suite)
 
 
 class DemoSpec(BaseModel):
@@ -35,9 +38,17 @@ class DemoSpec(BaseModel):
     disturbance_start: datetime.date = datetime.date(2023, 3, 1)
     # Number of clear-cuts; the other scenarios derive their number of events from it (0: no events at all).
     n_clearcuts: int = Field(12, ge=0)
-    scenario: Scenario = "clear-cut"
+    scenario: Scenario | Suite = "clear-cut"
     cloud_probability: float = Field(0.35, ge=0.0, le=1.0)
     collection_id: str = Field("sentinel-2-l2a-demo", min_length=1)
+    # Nuisances, all off by default (the hard suite turns them on; see scheduler.demo.hard):
+    # mean share of clear-labelled observations under a cloud or halo that SCL misses,
+    leaked_cloud_fraction: float = Field(0.0, ge=0.0, le=0.2)
+    # the sensor's point-spread function (Gaussian sigma) and the co-registration error (sd per axis), in pixels,
+    psf_sigma_px: float = Field(0.0, ge=0.0, le=2.0)
+    jitter_px: float = Field(0.0, ge=0.0, le=2.0)
+    # and the share of acquisitions published twice (a reprocessed copy of the same day under another item id).
+    duplicate_fraction: float = Field(0.0, ge=0.0, le=0.5)
 
     @model_validator(mode="after")
     def _check_dates(self) -> DemoSpec:
@@ -62,3 +73,5 @@ class DemoArchive:
     ground_truth_kind_path: Path
     dates: list[datetime.datetime]
     spec: DemoSpec
+    # Class per pixel (scheduler.demo.hard.CLASS_CODES); only suites write it.
+    ground_truth_class_path: Path | None = None

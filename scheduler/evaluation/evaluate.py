@@ -93,13 +93,17 @@ def evaluate(
     include_provisional: bool = False,
     tolerance_days: int = 0,
     pipeline: Pipeline | None = None,
+    disturbance_property: str | None = None,
 ) -> Evaluation:
-    """Evaluate the published alerts (latest version by default) against a reference file."""
+    """Evaluate the published alerts (latest version by default) against a reference file.
+
+    disturbance_property: the GeoJSON property holding the disturbance flag (see load_reference).
+    """
     if tolerance_days < 0:
         raise EvaluationError(f"--tolerance-days must be >= 0, not {tolerance_days}")
     published = read_published(cfg.output.stac_dir, version)
     _check_grid(published.grid, area_grid(cfg), published.version)
-    reference = load_reference(reference_path, published.grid)
+    reference = load_reference(reference_path, published.grid, disturbance_property=disturbance_property)
     first_day = days_since_epoch(cfg.history.end) + 1
     last_day = days_since_epoch(published.datetime)
     monitored = ~np.isin(published.status, UNEVALUATED_STATUS)
@@ -137,6 +141,7 @@ def evaluate(
     alerts = np.isin(published.status, alert_codes(include_provisional))
     scope = {
         "left_out_not_monitored": int((reference.labelled & ~monitored).sum()),
+        "left_out_disturbed_not_monitored": int((disturbed & ~monitored).sum()),
         "left_out_disturbed_before_monitoring": int((earlier & monitored).sum()),
         "disturbed_after_data_counted_undisturbed": int((later & monitored).sum()),
     }

@@ -7,7 +7,9 @@ Every reference becomes the same two arrays on the published grid: `day`, the di
   means undisturbed, even when declared nodata: that is the format);
 - polygons (GeoJSON, EPSG:4326, a `date` per feature): wall-to-wall, so every pixel whose centre lies in no
   disturbed polygon is undisturbed; `disturbance: false` (or `date: null`) features mark areas known to be
-  undisturbed (drought, thinning) and are negatives; overlapping disturbed polygons keep the earliest date;
+  undisturbed (drought, thinning) and are negatives; overlapping disturbed polygons keep the earliest date.
+  The disturbance flag is read from `disturbance`, else `is_disturbance`, or from the property the user names
+  (true/false, 1/0, "yes"/"no"); properties it does not read, and features lacking the flag, are warned about;
 - points (GeoJSON Points): only the pixels holding a point, disturbed when it has a `date`, undisturbed with
   `date: null` or `disturbance: false`; points in one pixel merge (earliest date).
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,12 +38,22 @@ from catalog.encoding import DATE_EPOCH
 from catalog.mosaic import AreaGrid
 from scheduler.evaluation.errors import ReferenceDataError
 
+log = logging.getLogger(__name__)
+
 ReferenceKind = Literal["raster", "polygons", "points"]
 
 VECTOR_SUFFIXES = (".geojson", ".json")
 POLYGON_TYPES = ("Polygon", "MultiPolygon")
 POINT_TYPES = ("Point", "MultiPoint")
 MAX_DAY = 65535  # the uint16 encoding of the published date layer
+DATE_PROPERTY = "date"
+# Where the disturbance flag is looked for, in this order, unless the user names the property.
+DISTURBANCE_PROPERTIES = ("disturbance", "is_disturbance")
+# Descriptive properties (the demo's ground truth and common label files carry them): read by no one, never warned.
+DESCRIPTIVE_PROPERTIES = frozenset(
+    {"id", "name", "kind", "end", "area_ha", "n_pixels", "native_wkt", "crs", "detail", "description", "note"}
+)
+FLAG_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 # Names the legacy GeoJSON `crs` member may give for plain longitude/latitude.
 WGS84_NAMES = ("EPSG:4326", "CRS84", "EPSG::4326", "OGC:1.3:CRS84", "OGC::CRS84")
 
@@ -77,14 +90,25 @@ def _iso_day(days: int) -> str:
     return (DATE_EPOCH + dt.timedelta(days=days)).isoformat()
 
 
-def load_reference(path: Path | str, grid: AreaGrid) -> Reference:
-    """Load a raster or GeoJSON reference onto the grid; ReferenceDataError with one line on any problem."""
+def load_reference(path: Path | str, grid: AreaGrid, *, disturbance_property: str | None = None) -> Reference:
+    """Load a raster or GeoJSON reference onto the grid; ReferenceDataError with one line on any problem.
+
+    disturbance_property names the GeoJSON property holding the disturbance flag (default: `disturbance`, else
+    `is_disturbance`). Warnings (ignored properties, features without the flag) are logged and kept in the
+    reference's summary for the report.
+    """
     path = Path(path).resolve()
     if not path.is_file():
         raise ReferenceDataError(f"reference file not found: {path}")
     if path.suffix.lower() in VECTOR_SUFFIXES:
-        return _load_geojson(path, grid)
-    return _load_raster(path, grid)
+        reference = _load_geojson(path, grid, disturbance_property)
+    else:
+        if disturbance_property is not None:
+            log.warning("reference %s is a raster: --disturbance-property %s is not used", path, disturbance_property)
+        reference = _load_raster(path, grid)
+    for warning in reference.summary.get("warnings", []):
+        log.warning("%s", warning)
+    return reference
 
 
 # -- raster ----------------------------------------------------------------------------------------------
@@ -162,20 +186,36 @@ def _feature_name(feature: dict, i: int) -> str:
     return f"feature {i}" + (f" (id {fid})" if fid is not None else "")
 
 
-def _feature_day(feature: dict, i: int, path: Path) -> int:
+def _flag(value: object) -> bool | None:
+    """A disturbance flag as true/false, 1/0 or "yes"/"no" (any case); None if it is none of those."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        return FLAG_WORDS.get(value.strip().lower())
+    return None
+
+
+def _feature_day(feature: dict, i: int, path: Path, flag_property: str | None) -> int:
     """The feature's disturbance day, or 0 for a feature labelled undisturbed."""
     props = feature.get("properties") or {}
-    disturbance = props.get("disturbance", True)
-    if not isinstance(disturbance, bool):
-        raise ReferenceDataError(f"reference {path}: {_feature_name(feature, i)}: 'disturbance' must be true or false")
-    if not disturbance:
-        return 0
-    if "date" not in props:
+    if flag_property is not None and flag_property in props:
+        disturbance = _flag(props[flag_property])
+        if disturbance is None:
+            raise ReferenceDataError(
+                f"reference {path}: {_feature_name(feature, i)}: {flag_property!r} must be true or false "
+                f"(or 1/0, yes/no), not {props[flag_property]!r}"
+            )
+        if not disturbance:
+            return 0
+    if DATE_PROPERTY not in props:
         raise ReferenceDataError(
-            f"reference {path}: {_feature_name(feature, i)} has no 'date' property "
-            "(give the disturbance date, or disturbance: false for an undisturbed area)"
+            f"reference {path}: {_feature_name(feature, i)} has no {DATE_PROPERTY!r} property "
+            f"(give the disturbance date, or {flag_property or DISTURBANCE_PROPERTIES[0]}: false for an undisturbed "
+            "area)"
         )
-    value = props["date"]
+    value = props[DATE_PROPERTY]
     if value is None:
         return 0
     try:
@@ -190,16 +230,52 @@ def _feature_day(feature: dict, i: int, path: Path) -> int:
     return days
 
 
+def _flag_property(path: Path, features: list[dict], requested: str | None) -> tuple[str | None, list[str]]:
+    """Which property holds the disturbance flag, and warnings about the properties the features carry."""
+    props = [(f.get("properties") or {}) if isinstance(f, dict) else {} for f in features]
+    names = set().union(*(p.keys() for p in props))
+    warnings = []
+    if requested is not None:
+        chosen: str | None = requested
+        if requested not in names:
+            warnings.append(
+                f"reference {path}: no feature has the property {requested!r} (--disturbance-property): "
+                "every dated feature counts as a disturbance"
+            )
+    else:
+        found = [name for name in DISTURBANCE_PROPERTIES if name in names]
+        chosen = found[0] if found else None
+        if len(found) > 1:
+            warnings.append(f"reference {path}: features carry both {' and '.join(found)}; reading {chosen!r}")
+    if chosen is not None and chosen in names:
+        missing = sum(chosen not in p for p in props)
+        if missing:
+            warnings.append(
+                f"reference {path}: {missing} of {len(props)} features have no {chosen!r} property: "
+                "they count as disturbances when dated"
+            )
+    unread = sorted(names - {DATE_PROPERTY, chosen, *DISTURBANCE_PROPERTIES} - DESCRIPTIVE_PROPERTIES)
+    if unread:
+        warnings.append(
+            f"reference {path}: properties not read: {', '.join(unread)} (evaluate reads {DATE_PROPERTY!r} and "
+            f"the disturbance flag {chosen or DISTURBANCE_PROPERTIES[0]!r}; name another flag with "
+            "--disturbance-property)"
+        )
+    return chosen, warnings
+
+
 def _lonlat_bounds(geometry: dict) -> tuple[float, float, float, float]:
     """Bounds of a GeoJSON geometry's coordinates (shapely checks their structure)."""
     return shapely.geometry.shape(geometry).bounds
 
 
-def _load_geojson(path: Path, grid: AreaGrid) -> Reference:
+def _load_geojson(path: Path, grid: AreaGrid, disturbance_property: str | None) -> Reference:
     """Dated polygons or labelled points, projected onto the grid."""
     labelled_features = []
     kinds = set()
-    for i, feature in enumerate(_features(path)):
+    features = _features(path)
+    flag_property, warnings = _flag_property(path, features, disturbance_property)
+    for i, feature in enumerate(features):
         geometry = feature.get("geometry") if isinstance(feature, dict) else None
         if not isinstance(geometry, dict) or not geometry.get("coordinates"):
             raise ReferenceDataError(f"reference {path}: {_feature_name(feature, i)} has no geometry")
@@ -217,7 +293,7 @@ def _load_geojson(path: Path, grid: AreaGrid) -> Reference:
                 f"reference {path}: coordinates are not longitude/latitude; reproject it to EPSG:4326 (RFC 7946)"
             )
         kinds.add("points" if geometry["type"] in POINT_TYPES else "polygons")
-        day = _feature_day(feature, i, path)
+        day = _feature_day(feature, i, path, flag_property)
         try:
             projected = transform_geom("EPSG:4326", grid.crs, geometry)
         except Exception as exc:  # GDAL/OGR raise several kinds on malformed coordinates
@@ -225,9 +301,11 @@ def _load_geojson(path: Path, grid: AreaGrid) -> Reference:
         labelled_features.append((projected, day))
     if len(kinds) > 1:
         raise ReferenceDataError(f"reference {path} mixes points and polygons; give one kind per file")
-    if kinds == {"points"}:
-        return _points(path, grid, labelled_features)
-    return _polygons(path, grid, labelled_features)
+    reference = (
+        _points(path, grid, labelled_features) if kinds == {"points"} else _polygons(path, grid, labelled_features)
+    )
+    reference.summary.update(disturbance_property=flag_property, warnings=warnings)
+    return reference
 
 
 def _merge(

@@ -119,16 +119,22 @@ def _context(evaluation: Evaluation) -> list[str]:
     settings = evaluation.settings
     period = settings["monitoring_period"]
     scope = evaluation.scope
+    c = evaluation.metrics.counts
+    # Every disturbed pixel of the reference is either in the tables' `disturbed` or left out for a stated reason.
+    not_monitored = scope.get("left_out_disturbed_not_monitored", 0)
     lines = [
         f"Publication {evaluation.version} (data as of {evaluation.data_time.isoformat()}) against the {ref['kind']} "
         f"reference {ref['path']}: {ref['disturbed_pixels']} disturbed pixels dated {ref['first_date']} .. "
-        f"{ref['last_date']}.",
+        f"{ref['last_date']}, of which {c.disturbed} are evaluated as disturbed (the tables below); "
+        f"{not_monitored} are not monitored, {scope['left_out_disturbed_before_monitoring']} were disturbed "
+        f"before the monitoring period and {scope['disturbed_after_data_counted_undisturbed']} after the data time "
+        "(counted undisturbed).",
+        f"Evaluated: {c.evaluated} pixels, {c.disturbed} disturbed and {c.undisturbed} undisturbed; "
+        f"{scope['left_out_not_monitored']} labelled pixels are not monitored (outside the forest mask or nodata).",
         f"Alert status codes {', '.join(map(str, settings['alert_codes']))}; tolerance {settings['tolerance_days']} "
         f"days; monitoring period after {period['start']} up to {period['end']}.",
-        f"Left out: {scope['left_out_not_monitored']} labelled pixels not monitored, "
-        f"{scope['left_out_disturbed_before_monitoring']} disturbed before the monitoring period; "
-        f"{scope['disturbed_after_data_counted_undisturbed']} disturbed after the data time count as undisturbed.",
     ]
+    lines += [f"Warning: {warning}" for warning in ref.get("warnings", [])]
     known = evaluation.known_undisturbed
     if known["pixels"]:
         lines.append(f"Areas marked undisturbed: {known['pixels']} pixels, {known['false_alarms']} false alarms.")
