@@ -112,11 +112,13 @@ def join_blocks(blocks: list[MonitorState]) -> MonitorState:
             parts, donors = [], None
             for block, rows in zip(blocks, heights, strict=True):
                 part = getattr(block.monitor, name, None)
-                if not _per_pixel(part):
+                if not _per_pixel(part) and name in ZERO_PADDED:
+                    part = np.zeros((*value.shape[:-2], rows, value.shape[-1]), dtype=value.dtype)  # window 0
+                elif not _per_pixel(part):
                     donors = _constants(name, fitted) if donors is None else donors
                     part = _filler(value, _block_mask(block, rows, value.shape[-1]), donors)
                 parts.append(part)
-            setattr(monitor, name, np.concatenate(parts, axis=-2))
+            setattr(monitor, name, np.concatenate(_padded(name, parts), axis=-2))
         elif name != "x":
             for block in fitted:
                 other = getattr(block.monitor, name, None)
@@ -124,6 +126,21 @@ def join_blocks(blocks: list[MonitorState]) -> MonitorState:
                     raise StateError(f"row blocks disagree on monitor attribute {name}: {value!r} != {other!r}")
     extras = {name: np.concatenate([b.extras[name] for b in blocks], axis=-2) for name in template.extras}
     return MonitorState(monitor, extras, empty=not fitted, series=template.series)
+
+
+# Per-pixel arrays whose leading length is the block's largest, padded at the end with zeros as nrt pads them:
+# MoSum's window holds each pixel's last `winsize` residuals and zeros beyond (nrt.utils_efp._mosum_init_window);
+# a pixel nrt did not fit has a window of 0, so all zeros.
+ZERO_PADDED = {"window"}
+
+
+def _padded(name: str, parts: list[np.ndarray]) -> list[np.ndarray]:
+    """The blocks' arrays of one attribute, zero-padded along the first axis to a common length where nrt pads."""
+    lengths = {part.shape[0] for part in parts}
+    if name not in ZERO_PADDED or len(lengths) == 1:
+        return parts
+    size = max(lengths)
+    return [np.pad(part, [(0, size - part.shape[0])] + [(0, 0)] * (part.ndim - 1)) for part in parts]
 
 
 def _is_nan(value: Any) -> bool:

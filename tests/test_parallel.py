@@ -183,8 +183,9 @@ def test_existing_cluster_address_with_worker_processes(
         None,  # the demo's IQR (OLS)
         {"algorithm": "cusum"},  # ROC: each pixel's own stable period
         {"algorithm": "ccdc-nrt"},
+        {"algorithm": "mosum"},  # its residual window's length is the block's longest: blocks differ
     ],
-    ids=["iqr", "cusum-roc", "ccdc-nrt"],
+    ids=["iqr", "cusum-roc", "ccdc-nrt", "mosum"],
 )
 def test_block_fit_equals_whole_fit(tmp_path: Path, demo_archive: DemoArchive, monitor: dict | None) -> None:
     """nrt fits every pixel on its own: row blocks of 23 rows (uneven last block) give the whole-tile fit exactly.
