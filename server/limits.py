@@ -79,7 +79,7 @@ def query_bounds(limits: Limits) -> dict[str, Bound]:
 # Tile paths of the TiTiler factory: /layers/{layer}/tiles/{tms}/{z}/{x}/{y}[.{format}]
 TILE_PATH = re.compile(r"/tiles/[^/]+/(-?\d+)/(-?\d+)/(-?\d+)(\.\w+)?$")
 # Requests that read layers get the time budget; statistics and pixel series (whole areas, many files) a slot too.
-READ_PATHS = re.compile(r"/(layers|point|series)/")
+READ_PATHS = re.compile(r"/(layers|point|series|wmts)/|/wms/?$")
 EXPENSIVE_PATHS = (re.compile(r"/layers/[^/]+/statistics$"), re.compile(r"/series/[^/]+$"))
 # The WMS answers OGC exception reports and bounds its own WIDTH/HEIGHT/BBOX.
 OWN_LIMITS = re.compile(r"/wms/?$")
@@ -281,8 +281,14 @@ class BudgetMiddleware:
             return
         state["abandoned"] = True
         task.add_done_callback(_consume)
-        budget = self.limits.timeout_seconds
-        await refused(503, f"the request exceeded its time budget of {budget:g} s")(scope, receive, send)
+        reason = f"the request exceeded its time budget of {self.limits.timeout_seconds:g} s"
+        if OWN_LIMITS.search(scope["path"]):  # a WMS client reads an OGC exception report
+            from server.wms.errors import WMSException, exception_response  # the WMS package imports the settings
+
+            version = "1.1.1" if b"version=1.1.1" in scope.get("query_string", b"").lower() else "1.3.0"
+            await exception_response(WMSException(None, reason, status=503), version)(scope, receive, send)
+            return
+        await refused(503, reason)(scope, receive, send)
 
 
 def _consume(task: asyncio.Future) -> None:
