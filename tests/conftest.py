@@ -134,3 +134,52 @@ def truth(run: DemoRun) -> tuple[np.ndarray, np.ndarray]:
     with rasterio.open(archive / "forest_mask.tif") as src:
         forest = src.read(1) == 1
     return days, forest
+
+
+# The markers of whole modules, in one table (durations from `pytest --durations=0`, 2 cores): `pytest -m "not
+# slow"` is the fast local loop (about 2 minutes), CI runs everything. Tests also carry their own markers.
+MODULE_MARKERS: dict[str, tuple[str, ...]] = {
+    "test_accuracy_matrix": ("slow",),
+    "test_backups": ("slow",),
+    "test_bench": ("slow",),
+    "test_cli": ("slow",),
+    "test_concurrency": ("slow",),
+    "test_crash": ("slow", "crash"),
+    "test_demo": ("slow",),
+    "test_disk_full": ("slow",),
+    "test_evaluation": ("slow",),
+    "test_faults": ("slow",),
+    "test_fuzz": ("slow",),
+    "test_hard_suite": ("slow",),
+    "test_kernels": ("slow",),
+    "test_load_publication": ("slow",),
+    "test_logs": ("slow",),
+    "test_nrt_boundary": ("slow",),
+    "test_nrt_import": ("slow",),
+    "test_parallel": ("slow",),
+    "test_pipeline_stac_api": ("slow", "pgstac"),
+    "test_proxy": ("slow",),
+    "test_published_colours": ("slow", "qgis"),
+    "test_regressors": ("slow",),
+    "test_stac_api": ("slow", "pgstac"),
+    "test_staging": ("slow",),
+    "test_web_map": ("slow", "browser"),
+    "test_web_map_tools": ("slow", "browser"),
+    "test_wms_qgis": ("slow", "qgis"),
+}
+
+
+# Single tests of otherwise quick modules that take over 10 s.
+SLOW_TESTS = {"test_speed_1000_by_1000_by_150", "test_monitor_detects_the_planted_drop[iqr-RIRLS]"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Add MODULE_MARKERS and SLOW_TESTS' markers (pgstac and browser tests are slow too: a database, a browser)."""
+    for item in items:
+        names = MODULE_MARKERS.get(item.module.__name__.rsplit(".", 1)[-1], ())
+        if item.name in SLOW_TESTS:
+            names = (*names, "slow")
+        if item.get_closest_marker("pgstac") or item.get_closest_marker("browser"):
+            names = (*names, "slow")
+        for name in dict.fromkeys(names):
+            item.add_marker(getattr(pytest.mark, name))
