@@ -29,6 +29,8 @@ from scheduler.clock import utc
 from scheduler.config import INDEX_BANDS, Config, SourceConfig
 from scheduler.errors import SourceError
 from scheduler.grid import Tile
+from scheduler.keys import acquisition_key as acquisition_key  # re-exported: callers of the loader use it
+from scheduler.keys import key_text, utc_key
 from scheduler.masks import clear_lookup
 from scheduler.retry import after_retries, call_with_retries, cause_of
 
@@ -167,15 +169,9 @@ def _fused(kernel: Callable[..., None], out: np.ndarray, args: tuple, threads: i
 _MIN_PART = 1 << 18
 
 
-def acquisition_key(time: np.datetime64) -> str:
-    """The identity of an acquisition: its solar-day timestamp, ISO 8601 to the second."""
-    return pd.Timestamp(time).strftime("%Y-%m-%dT%H:%M:%S")
-
-
 def item_key(item: pystac.Item) -> str:
     """acquisition_key of an item's own datetime (a solar day's key is that of its earliest item)."""
-    when = item.datetime or dt.datetime.min
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") if when.tzinfo else when.strftime("%Y-%m-%dT%H:%M:%S")
+    return utc_key(item.datetime or dt.datetime.min)
 
 
 @dataclass
@@ -208,7 +204,7 @@ def group_acquisitions(items: list[pystac.Item], tile: Tile) -> list[Acquisition
     for item in sorted(items, key=lambda i: (_nominal(i), i.id)):
         groups.setdefault(_solar_day_at(item, lon), []).append(item)
     # The loaded time of a group is its earliest item's (odc-stac sorts each group by time, then id).
-    return [Acquisition(_nominal(group[0]).strftime("%Y-%m-%dT%H:%M:%S"), group) for _, group in sorted(groups.items())]
+    return [Acquisition(key_text(_nominal(group[0])), group) for _, group in sorted(groups.items())]
 
 
 def batches(acquisitions: list[Acquisition], size: int) -> list[list[pystac.Item]]:

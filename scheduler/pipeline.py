@@ -34,9 +34,9 @@ from scheduler.clock import utc
 from scheduler.config import SCREENING_BANDS, Config
 from scheduler.errors import ConfigError, HistoryTooShortError, NrtAlertsError, StateError
 from scheduler.grid import Tile, area_tiles
+from scheduler.keys import acquisition_key
 from scheduler.loading import (
     AcquisitionError,
-    acquisition_key,
     batches,
     before_unreadable,
     group_acquisitions,
