@@ -32,6 +32,7 @@ from scheduler.grid import Tile
 from scheduler.keys import acquisition_key as acquisition_key  # re-exported: callers of the loader use it
 from scheduler.keys import key_text, utc_key
 from scheduler.masks import clear_lookup
+from scheduler.odc_boundary import failed_assets
 from scheduler.retry import after_retries, call_with_retries, cause_of
 
 if TYPE_CHECKING:
@@ -271,40 +272,6 @@ class AssetReadError(OSError):
     """An asset could not be read (HTTP error, truncated or invalid file); an OSError, so it is retried."""
 
 
-class _OdcErrors(logging.Filter):
-    """Takes odc's "Failed to load <asset>" records of this load: the asset goes into our error instead.
-
-    This load's records come from this thread or from its own read pool (named `pool_name`); other loads running
-    in the same process keep theirs.
-    """
-
-    def __init__(self, pool_name: str) -> None:
-        super().__init__()
-        self.thread = threading.get_ident()
-        self.pool_name = pool_name + "_"
-        self.assets: list[str] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Drop (and remember) this load's failures; let everything else through."""
-        ours = record.thread == self.thread or str(record.threadName).startswith(self.pool_name)
-        if not ours or not str(record.msg).startswith("Failed to load"):
-            return True
-        self.assets.append(str(record.args[0]) if isinstance(record.args, tuple) and record.args else "?")
-        return False
-
-
-@contextlib.contextmanager
-def _odc_errors(pool_name: str) -> Iterator[_OdcErrors]:
-    """Catch odc-stac's own error lines during a load (they name neither tile nor acquisition)."""
-    logger = logging.getLogger("odc.loader._rio")
-    errors = _OdcErrors(pool_name)
-    logger.addFilter(errors)
-    try:
-        yield errors
-    finally:
-        logger.removeFilter(errors)
-
-
 # Names each load's read pool, so its threads' log records are told apart from another load's.
 _POOLS = itertools.count()
 
@@ -433,7 +400,7 @@ def _read(items: list[pystac.Item], tile: Tile, cfg: Config, extra_roles: tuple[
         with (
             warnings.catch_warnings(),
             rasterio.Env(**options),
-            _odc_errors(name) as failed,
+            failed_assets(name) as failed,
         ):
             warnings.simplefilter("ignore")
             try:
