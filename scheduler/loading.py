@@ -29,7 +29,10 @@ from scheduler.clock import utc
 from scheduler.config import INDEX_BANDS, Config, SourceConfig
 from scheduler.errors import SourceError
 from scheduler.grid import Tile
+from scheduler.keys import acquisition_key as acquisition_key  # re-exported: callers of the loader use it
+from scheduler.keys import key_text, utc_key
 from scheduler.masks import clear_lookup
+from scheduler.odc_boundary import failed_assets
 from scheduler.retry import after_retries, call_with_retries, cause_of
 
 if TYPE_CHECKING:
@@ -167,15 +170,9 @@ def _fused(kernel: Callable[..., None], out: np.ndarray, args: tuple, threads: i
 _MIN_PART = 1 << 18
 
 
-def acquisition_key(time: np.datetime64) -> str:
-    """The identity of an acquisition: its solar-day timestamp, ISO 8601 to the second."""
-    return pd.Timestamp(time).strftime("%Y-%m-%dT%H:%M:%S")
-
-
 def item_key(item: pystac.Item) -> str:
     """acquisition_key of an item's own datetime (a solar day's key is that of its earliest item)."""
-    when = item.datetime or dt.datetime.min
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") if when.tzinfo else when.strftime("%Y-%m-%dT%H:%M:%S")
+    return utc_key(item.datetime or dt.datetime.min)
 
 
 @dataclass
@@ -208,7 +205,7 @@ def group_acquisitions(items: list[pystac.Item], tile: Tile) -> list[Acquisition
     for item in sorted(items, key=lambda i: (_nominal(i), i.id)):
         groups.setdefault(_solar_day_at(item, lon), []).append(item)
     # The loaded time of a group is its earliest item's (odc-stac sorts each group by time, then id).
-    return [Acquisition(_nominal(group[0]).strftime("%Y-%m-%dT%H:%M:%S"), group) for _, group in sorted(groups.items())]
+    return [Acquisition(key_text(_nominal(group[0])), group) for _, group in sorted(groups.items())]
 
 
 def batches(acquisitions: list[Acquisition], size: int) -> list[list[pystac.Item]]:
@@ -273,40 +270,6 @@ class AcquisitionError(SourceError):
 
 class AssetReadError(OSError):
     """An asset could not be read (HTTP error, truncated or invalid file); an OSError, so it is retried."""
-
-
-class _OdcErrors(logging.Filter):
-    """Takes odc's "Failed to load <asset>" records of this load: the asset goes into our error instead.
-
-    This load's records come from this thread or from its own read pool (named `pool_name`); other loads running
-    in the same process keep theirs.
-    """
-
-    def __init__(self, pool_name: str) -> None:
-        super().__init__()
-        self.thread = threading.get_ident()
-        self.pool_name = pool_name + "_"
-        self.assets: list[str] = []
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Drop (and remember) this load's failures; let everything else through."""
-        ours = record.thread == self.thread or str(record.threadName).startswith(self.pool_name)
-        if not ours or not str(record.msg).startswith("Failed to load"):
-            return True
-        self.assets.append(str(record.args[0]) if isinstance(record.args, tuple) and record.args else "?")
-        return False
-
-
-@contextlib.contextmanager
-def _odc_errors(pool_name: str) -> Iterator[_OdcErrors]:
-    """Catch odc-stac's own error lines during a load (they name neither tile nor acquisition)."""
-    logger = logging.getLogger("odc.loader._rio")
-    errors = _OdcErrors(pool_name)
-    logger.addFilter(errors)
-    try:
-        yield errors
-    finally:
-        logger.removeFilter(errors)
 
 
 # Names each load's read pool, so its threads' log records are told apart from another load's.
@@ -437,7 +400,7 @@ def _read(items: list[pystac.Item], tile: Tile, cfg: Config, extra_roles: tuple[
         with (
             warnings.catch_warnings(),
             rasterio.Env(**options),
-            _odc_errors(name) as failed,
+            failed_assets(name) as failed,
         ):
             warnings.simplefilter("ignore")
             try:

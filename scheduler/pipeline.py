@@ -34,9 +34,9 @@ from scheduler.clock import utc
 from scheduler.config import SCREENING_BANDS, Config
 from scheduler.errors import ConfigError, HistoryTooShortError, NrtAlertsError, StateError
 from scheduler.grid import Tile, area_tiles
+from scheduler.keys import acquisition_key
 from scheduler.loading import (
     AcquisitionError,
-    acquisition_key,
     batches,
     before_unreadable,
     group_acquisitions,
@@ -52,6 +52,7 @@ from scheduler.state import (
     TileState,
     current_state,
     is_current,
+    lock_path,
     meta_last_key,
     read_state_meta,
     save_state,
@@ -195,7 +196,7 @@ class Pipeline:
         return state_path(self.cfg.output.state_dir, tile.id)
 
     def _lock(self, tile: Tile) -> Path:
-        return self.cfg.output.state_dir / f".{tile.id}.lock"
+        return lock_path(self.cfg.output.state_dir, tile.id)
 
     # -- fit -------------------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import xarray as xr
 from catalog.series import ChunkWriter
 from catalog.store import CatalogLayout
 from scheduler.config import Config
-from scheduler.loading import acquisition_key
+from scheduler.keys import acquisition_key
 from scheduler.monitors.base import MonitorState
 
 

@@ -24,6 +24,7 @@ from catalog.atomic import file_version
 from scheduler.clock import utc
 from scheduler.config import SourceConfig
 from scheduler.errors import NothingFoundError, SourceError
+from scheduler.keys import key_text, utc_key
 from scheduler.retry import TRANSIENT_STATUS, after_retries, call_with_retries, cause_of
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def without_skipped(items: list[pystac.Item], cfg: SourceConfig, unreadable: Ite
     kept = [item for item in items if not _is_skipped(item, skip)]
     for item in items:
         if _is_skipped(item, skip):
-            key = item.datetime.strftime("%Y-%m-%dT%H:%M:%S") if item.datetime else "?"
+            key = key_text(item.datetime) if item.datetime else "?"
             log.info(
                 "acquisition %s (item %s) skipped: listed in source.skip_acquisitions",
                 key,
@@ -256,7 +257,7 @@ def _reason(exc: BaseException) -> str:
 def _key_of(value: object) -> str | None:
     """An item's datetime text as an acquisition time (YYYY-MM-DDTHH:MM:SS, UTC), None if it is none."""
     try:
-        return utc(dt.datetime.fromisoformat(str(value))).strftime("%Y-%m-%dT%H:%M:%S") if value else None
+        return utc_key(dt.datetime.fromisoformat(str(value))) if value else None
     except ValueError:
         return None
 
@@ -339,7 +340,7 @@ class StaticCatalogSource:
                 continue
             found.append(item)
         # An unreadable item's footprint is unknown: it concerns every tile, within the period when it is dated.
-        period = (start.strftime("%Y-%m-%dT%H:%M:%S"), end.strftime("%Y-%m-%dT%H:%M:%S"))
+        period = (key_text(start), key_text(end))
         concerned = [bad for bad in unreadable if bad.when is None or period[0] <= bad.when <= period[1]]
         return without_skipped(sorted(found, key=lambda item: (item.datetime, item.id)), self.cfg, concerned)
 

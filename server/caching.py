@@ -75,13 +75,14 @@ def route_path(scope: Scope) -> str:
     return path[len(root) :] if root and path.startswith(f"{root}/") else path
 
 
-def etag_of(*parts: str | bytes) -> str:
-    """A weak ETag hashed from the parts (weak: equal meaning, and If-None-Match compares weakly anyway)."""
+def etag_of(*parts: str | bytes, weak: bool = True) -> str:
+    """An ETag hashed from the parts; weak by default (equal meaning, and If-None-Match compares weakly anyway)."""
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part if isinstance(part, bytes) else part.encode("utf-8"))
         digest.update(b"\0")
-    return f'W/"{digest.hexdigest()[:32]}"'
+    tag = f'"{digest.hexdigest()[:32]}"'
+    return f"W/{tag}" if weak else tag
 
 
 def request_etag(request: Request, publication: str) -> str:

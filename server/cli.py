@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dask
 
@@ -26,6 +27,9 @@ from scheduler.jobs import record_run
 from scheduler.logs import setup_logging
 from scheduler.pipeline import Pipeline, RunResult
 from scheduler.sources import area_bbox_4326, nothing_found
+
+if TYPE_CHECKING:
+    from server.settings import ServerSettings
 
 log = logging.getLogger("nrt_alerts")
 
@@ -188,6 +192,16 @@ def cmd_update(args: argparse.Namespace) -> int:
     return _run_update(args, "update")
 
 
+def server_settings(cfg: Config, *, healthz_max_age_seconds: float | None) -> ServerSettings:
+    """The server's settings from the deployment config: every [server] key both know, plus the output paths."""
+    from server.settings import ServerSettings
+
+    # [server] is the canonical home; a key ServerSettings also has is handed over as is, not copied by name.
+    shared = cfg.server.model_dump(include=set(ServerSettings.model_fields))
+    shared["healthz_max_age_seconds"] = healthz_max_age_seconds  # [server]'s value, or derived from the schedule
+    return ServerSettings(**shared, stac_dir=cfg.output.stac_dir, run_log=cfg.output.run_log)
+
+
 def serve(cfg: Config, *, host: str, port: int, scheduler: bool) -> int:
     """Serve the published catalog; run the update job in the same process."""
     import uvicorn
@@ -197,22 +211,12 @@ def serve(cfg: Config, *, host: str, port: int, scheduler: bool) -> int:
     from server.auth import AdminTokenError
     from server.graceful import GracefulServer
     from server.routers.admin import AdminActions
-    from server.settings import ServerSettings
 
     runs_scheduler = scheduler and cfg.schedule.enabled
     max_age = cfg.server.healthz_max_age_seconds
     if max_age is None and runs_scheduler:
         max_age = 3 * cfg.schedule.interval_seconds + cfg.schedule.misfire_grace_seconds
-    settings = ServerSettings(
-        stac_dir=cfg.output.stac_dir,
-        public_url=cfg.server.public_url,
-        cors_origins=cfg.server.cors_origins,
-        run_log=cfg.output.run_log,
-        healthz_max_age_seconds=max_age,
-        admin_token=cfg.server.admin_token,
-        admin_token_file=cfg.server.admin_token_file,
-        trusted_proxies=cfg.server.trusted_proxies,
-    )
+    settings = server_settings(cfg, healthz_max_age_seconds=max_age)
     services = []
     actions = None
     if runs_scheduler:

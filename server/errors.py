@@ -7,12 +7,12 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioIOError
 from rio_tiler.errors import InvalidBandName, InvalidExpression, PointOutsideBounds, TileOutsideBounds
 from starlette import status
 
 from catalog.errors import CatalogError, LayerNotFound
+from server.rasterio_boundary import GDAL_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 def add_exception_handlers(app: FastAPI) -> None:
     """Answer every mapped exception with its status and a one-line reason, never a traceback."""
-    app.add_exception_handler(CPLE_BaseError, gdal_error)
+    for gdal_type in GDAL_ERRORS:
+        app.add_exception_handler(gdal_type, gdal_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     for exc_type, code in STATUS_CODES.items():
 

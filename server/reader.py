@@ -68,14 +68,12 @@ def guarded_reader(root: Path, max_part_size: int = 1024) -> type[Reader]:
                     raise ForbiddenPath("layers are named; paths and URLs are not accepted")
                 if not Path(text).resolve().is_relative_to(allowed):
                     raise ForbiddenPath("layers are named; paths and URLs are not accepted")
+            given = self.colormap is not None
             super().__attrs_post_init__()
-
-        def _get_colormap(self) -> None:
-            """The status layer renders with the RGBA alert colours (its GeoTIFF palette has no alpha)."""
-            if self.dataset.descriptions and self.dataset.descriptions[0] == STATUS.asset:
+            # The status layer renders with the RGBA alert colours (its GeoTIFF palette has no alpha). Set through
+            # the public `colormap` attribute after rio-tiler read the file's own, unless the caller gave one.
+            if not given and self.dataset.descriptions and self.dataset.descriptions[0] == STATUS.asset:
                 self.colormap = STATUS_COLOURS
-            else:
-                super()._get_colormap()
 
         @property
         def minzoom(self) -> int:

@@ -1,4 +1,4 @@
-"""Settings of the HTTP server (env prefix NRT_ALERTS_SERVER_); the CLI fills them from the deployment config."""
+"""Settings of the HTTP server (env prefix NRT_ALERTS_SERVER_ for the bare app); `serve` fills them from [server]."""
 
 from __future__ import annotations
 
