@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -223,3 +224,26 @@ def test_several_problems_are_counted_on_the_one_line(demo_config: Path) -> None
     path = edited(demo_config, lambda t: sub(r"^tile_size = .*$", "tile_size = 8")(in_section("monitor", "x = 1")(t)))
     message = refused(path)
     assert "more problem" in message
+
+
+@pytest.mark.parametrize(("algorithm", "ua"), [("ewma", "0.019"), ("cusum", "0.067"), ("mosum", "0.081")])
+def test_monitors_that_mostly_confirm_false_alerts_load_with_a_warning_naming_their_accuracy(
+    demo_config: Path, caplog: pytest.LogCaptureFixture, algorithm: str, ua: str
+) -> None:
+    # Only the keys every monitor shares: the demo's IQR-specific ones are dropped.
+    text = demo_config.read_text()
+    monitor = re.search(r"^\[monitor\]\n(?:.*\n)*?(?=^\[)", text, flags=re.MULTILINE)
+    assert monitor is not None
+    path = demo_config.with_name(f"{algorithm}.toml")
+    path.write_text(text.replace(monitor.group(0), f'[monitor]\nalgorithm = "{algorithm}"\n\n'))
+    with caplog.at_level(logging.WARNING, logger="scheduler.config"):
+        assert load_config(path).monitor.algorithm == algorithm
+        load_config(path)  # once per process and file
+    warnings = [r.getMessage() for r in caplog.records if "user's accuracy" in r.getMessage()]
+    assert len(warnings) == 1 and f"of {ua} on the hard test suite" in warnings[0] and algorithm in warnings[0]
+
+
+def test_the_default_monitor_loads_without_that_warning(demo_config: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="scheduler.config"):
+        load_config(demo_config)
+    assert not [r for r in caplog.records if "user's accuracy" in r.getMessage()]
