@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from catalog.store import CatalogLayout, read_index
 from scheduler.config import Config, load_config
 from scheduler.demo import DemoArchive, DemoSpec, generate_demo
 from scheduler.demo_setup import write_demo_config
+from scheduler.logs import HANDLER_NAME
 from scheduler.pipeline import Pipeline, RunResult
 from server.app import create_app
 from server.settings import ServerSettings
@@ -33,6 +35,18 @@ RUN_STEPS = (
     dt.datetime(2024, 3, 15, tzinfo=dt.UTC),
     dt.datetime(2024, 6, 30, 23, 59, tzinfo=dt.UTC),
 )
+
+
+@pytest.fixture(autouse=True)
+def cli_logging() -> Iterator[None]:
+    """A test that runs the CLI in-process leaves its log handler on the root logger, writing to that test's
+    captured stderr: removed after every test (with the level restored), or a later log line meets a closed file."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,6 @@ from scheduler.demo import DemoArchive
 from scheduler.demo_setup import write_demo_config
 from scheduler.errors import NothingFoundError
 from scheduler.jobs import record_run
-from scheduler.logs import HANDLER_NAME
 from scheduler.pipeline import Pipeline
 from scheduler.sources import StaticCatalogSource, unreadable_in
 from scheduler.state import load_state
@@ -69,17 +68,6 @@ def run_and_record(pipeline: Pipeline) -> tuple[object, dict]:
     result = pipeline.run_update(UNTIL)
     record_run(RunLog(pipeline.cfg.output.run_log), started, UNTIL, "partial" if result.failed else "ok", result)
     return result, json.loads(pipeline.cfg.output.run_log.read_text())["runs"][-1]
-
-
-@pytest.fixture
-def cli_logging() -> Iterator[None]:
-    """The CLI's log handler writes to the test's captured stderr: removed after the test, level restored."""
-    root = logging.getLogger()
-    level = root.level
-    yield
-    for handler in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
-        root.removeHandler(handler)
-    root.setLevel(level)
 
 
 # -- (a) a search that finds nothing ---------------------------------------------------------------------------
