@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from test_sources_errors import cli_logging  # noqa: F401 (fixture)
 
 from scheduler.config import Config, load_config
 from scheduler.demo import DemoArchive

@@ -12,7 +12,6 @@ import rasterio
 from rasterio.transform import Affine
 from rasterio.warp import transform_bounds
 from test_faults import write_catalog
-from test_sources_errors import cli_logging  # noqa: F401 (fixture)
 
 from scheduler.config import SourceConfig, load_config
 from scheduler.errors import ConfigError
