@@ -21,8 +21,9 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 
-from catalog import atomic
+from catalog import atomic, tree
 from catalog.cog import write_cog
+from catalog.collection import widen
 from catalog.encoding import classification_classes, gfw_date_conf, status_colormap
 from catalog.errors import PublishError
 from catalog.layers import DATE, DATE_CONF, PUBLISHED_LAYERS, STATUS, LayerSpec
@@ -274,6 +275,8 @@ class Publisher:
         proj.bbox = [minx, miny, maxx, maxy]
         RasterExtension.add_to(item)
         resolution = abs(report.transform.a)
+        if report.crs.linear_units in ("metre", "meter"):
+            item.common_metadata.gsd = resolution
         for layer in PUBLISHED_LAYERS:
             asset = pystac.Asset(
                 href=f"./{item_id}_{layer.asset}.tif",
@@ -297,11 +300,7 @@ class Publisher:
         item.stac_extensions.append(CLASSIFICATION_SCHEMA)
         item.clear_links()
         item_dict = item.to_dict(include_self_link=False, transform_hrefs=False)
-        item_dict["links"] = [
-            {"rel": "root", "href": "../../../catalog.json", "type": "application/json"},
-            {"rel": "parent", "href": "../../collection.json", "type": "application/json"},
-            {"rel": "collection", "href": "../../collection.json", "type": "application/json"},
-        ]
+        item_dict["links"] = tree.item_links(tree.month_of(report.datetime))
         return item_dict
 
     def _write_mosaics(self, version: str, tile_items: dict[str, str]) -> dict[str, str]:
@@ -327,25 +326,11 @@ class Publisher:
         )
 
     def _write_collection(self, new_items: list[dict]) -> None:
-        """Add the new items to collection.json and widen its extent."""
+        """Link the new items from their month catalogs, then widen the collection's extent and summaries."""
         path = self.layout.collection_path
         collection = json.loads(path.read_text(encoding="utf-8")) if path.exists() else self._new_collection()
-        links = collection["links"]
-        known = {link["href"] for link in links if link["rel"] == "item"}
-        for item in new_items:
-            href = f"./items/{item['id']}/{item['id']}.json"
-            if href not in known:
-                links.append({"rel": "item", "href": href, "type": "application/geo+json", "title": item["id"]})
-        bboxes = [item["bbox"] for item in new_items] + collection["extent"]["spatial"]["bbox"][:1]
-        bboxes = [b for b in bboxes if all(math.isfinite(v) for v in b)]
-        collection["extent"]["spatial"]["bbox"] = [
-            [min(b[0] for b in bboxes), min(b[1] for b in bboxes), max(b[2] for b in bboxes), max(b[3] for b in bboxes)]
-        ]
-        times = [t for t in collection["extent"]["temporal"]["interval"][0] if t] + [
-            item["properties"]["datetime"] for item in new_items
-        ]
-        collection["extent"]["temporal"]["interval"] = [[min(times), max(times)]]
-        atomic.write_json(path, collection)
+        collection, migrated = tree.link_items(self.layout, collection, new_items)
+        atomic.write_json(path, widen(collection, [*migrated, *new_items]))
 
     def _new_collection(self) -> dict:
         """The alerts collection before any item is added."""
@@ -353,7 +338,8 @@ class Publisher:
             id=COLLECTION_ID,
             title=self.title,
             description="Near-real-time forest disturbance alerts published by nrt-alerts, one item per tile "
-            "and update. Status codes are listed in item_assets.status classification:classes.",
+            "and update, linked from one catalog per month of the items' data time. Status codes are listed in "
+            "item_assets.status classification:classes.",
             extent=pystac.Extent(
                 pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]),
                 pystac.TemporalExtent([[None, None]]),
@@ -371,6 +357,7 @@ class Publisher:
                 "description": layer.description,
                 "type": COG_MEDIA_TYPE,
                 "roles": ["data"],
+                "raster:bands": [_raster_band(layer, None).to_dict()],
                 **({"classification:classes": classification_classes()} if layer is STATUS else {}),
             }
             for layer in PUBLISHED_LAYERS
@@ -416,7 +403,7 @@ class Publisher:
         atomic.write_json(self.layout.catalog_path, data)
 
 
-def _raster_band(layer: LayerSpec, resolution: float) -> RasterBand:
+def _raster_band(layer: LayerSpec, resolution: float | None) -> RasterBand:
     """raster:bands entry of a layer (NaN nodata is spelled 'nan' as the extension asks)."""
     nodata: float | str = layer.nodata
     if isinstance(nodata, float) and math.isnan(nodata):

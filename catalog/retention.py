@@ -2,8 +2,9 @@
 
 A publication names one item per tile and a mosaic per layer; items name series chunks and a model file shared
 with other items. Pruning removes the publications the policy drops from the index (the pointer, written first,
-so readers never follow it to a deleted file), then their item folders and mosaics, then the shared files that
-only removed items named. Files no publication names (an item written ahead, a chunk a state has just recorded)
+so readers never follow it to a deleted file; the month catalogs' links to the removed items go before it, and a
+month left without items loses its catalog), then their item folders and mosaics, then the shared files that only
+removed items named. Files no publication names (an item written ahead, a chunk a state has just recorded)
 are never touched.
 """
 
@@ -15,7 +16,7 @@ import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from catalog import atomic
+from catalog import atomic, tree
 from catalog.series import item_series
 from catalog.store import CatalogLayout, Publication, PublicationIndex, read_index
 
@@ -109,26 +110,15 @@ def prune_locked(layout: CatalogLayout, policy: RetentionPolicy, *, dry_run: boo
             report.bytes += size
     if dry_run:
         return report
-    # The pointer first: once it no longer names them, nothing leads a reader to the files below.
-    _drop_item_links(layout, gone_items)
+    # The links and the pointer first: once they no longer name them, nothing leads a reader to the files below.
+    emptied_months = tree.unlink_items(layout, gone_items)
     atomic.write_json(layout.index_path, replace(index, publications=tuple(kept)).to_dict())
-    for path in doomed:
+    for path in [*doomed, *emptied_months]:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-    for folder in {p.parent for p in doomed}:
+    for folder in {p.parent for p in [*doomed, *emptied_months]}:
         if folder.exists():
             atomic.fsync(folder)
     return report
-
-
-def _drop_item_links(layout: CatalogLayout, items: set[str]) -> None:
-    """Remove the collection's links to the given items."""
-    path = layout.collection_path
-    if not items or not path.exists():
-        return
-    collection = json.loads(path.read_text(encoding="utf-8"))
-    hrefs = {f"./items/{item}/{item}.json" for item in items}
-    collection["links"] = [link for link in collection["links"] if link.get("href") not in hrefs]
-    atomic.write_json(path, collection)

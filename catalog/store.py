@@ -52,6 +52,15 @@ class CatalogLayout:
         """An item's COG of one layer."""
         return self.collection_dir / "items" / item_id / f"{item_id}_{asset}.tif"
 
+    @property
+    def months_dir(self) -> Path:
+        """Folder of the month catalogs that link the items (the collection links only them)."""
+        return self.collection_dir / "months"
+
+    def month_path(self, month: str) -> Path:
+        """The catalog.json of one month ("2024-03") of item data times."""
+        return self.months_dir / month / "catalog.json"
+
     def mosaic_path(self, version: str, asset: str) -> Path:
         """A version's mosaic VRT for one layer."""
         return self.collection_dir / "mosaics" / version / f"{asset}.vrt"

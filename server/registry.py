@@ -54,8 +54,8 @@ class LayerRegistry:
         """Every layer name the server knows."""
         return PUBLISHED_LAYERS
 
-    def resolve(self, name: str, version: str | None = None) -> ResolvedLayer:
-        """Map a layer name and optional version ('latest' by default) to its mosaic file."""
+    def resolve(self, name: str, version: str | None = None, item: str | None = None) -> ResolvedLayer:
+        """Map a layer name and optional version ('latest' by default) to its mosaic file, or to one item's COG."""
         spec = LAYERS_BY_NAME.get(name)
         if spec is None:
             raise LayerNotFound(f"unknown layer {name!r}; layers: {', '.join(LAYERS_BY_NAME)}")
@@ -64,7 +64,12 @@ class LayerRegistry:
         mosaic = publication.mosaics.get(spec.asset)
         if mosaic is None:  # published before this layer existed
             raise LayerNotFound(f"publication {publication.id} has no layer {name!r}")
-        if len(publication.items) == 1:
+        if item is not None:
+            # One tile's report alone (a STAC item's map links): only an item this publication names.
+            if item not in publication.items.values():
+                raise LayerNotFound(f"publication {publication.id} has no item {item!r}")
+            path = self.layout.asset_path(item, spec.asset).resolve()
+        elif len(publication.items) == 1:
             # One tile: its COG is the whole layer, and reading it directly skips the VRT's ~1 ms per tile.
             (item,) = publication.items.values()
             path = self.layout.asset_path(item, spec.asset).resolve()

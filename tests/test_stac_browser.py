@@ -115,8 +115,8 @@ def test_served_json_has_absolute_self_and_web_map_links(static_run: DemoRun, st
 
     item = {link["rel"]: link for link in served[item_url]["links"]}
     first = index.publications[1]
-    assert item["xyz"]["href"].endswith(f"/{{z}}/{{x}}/{{y}}.png?version={first.id}")
-    assert item["tilejson"]["href"].endswith(f"tilejson.json?version={first.id}")
+    assert item["xyz"]["href"].endswith(f"/{{z}}/{{x}}/{{y}}.png?version={first.id}&item={item_id}")
+    assert item["tilejson"]["href"].endswith(f"tilejson.json?version={first.id}&item={item_id}")
     assert item["wms"]["wms:layers"] == ["alerts"]
     assert item["wms"]["wms:dimensions"] == {"TIME": first.to_dict()["datetime"]}
     assert served[item_url]["properties"]["datetime"] <= first.to_dict()["datetime"]

@@ -55,20 +55,29 @@ def published_json(root: Path, rel: str) -> Path:
     return path
 
 
-def _query(version: str | None) -> str:
-    """The query string that pins a publication version (none for latest)."""
-    return f"?version={version}" if version else ""
+def _query(version: str | None, item: str | None = None) -> str:
+    """The query string that pins a publication version (none for latest), and an item of it."""
+    params = []
+    if version:
+        params.append(f"version={version}")
+    if item:
+        params.append(f"item={quote(item)}")
+    return f"?{'&'.join(params)}" if params else ""
 
 
-def web_map_links(base: str, version: str | None, time: str | None) -> list[dict]:
-    """xyz, tilejson and wms links of the alerts layer (web-map-links style), for one version or latest."""
+def web_map_links(base: str, version: str | None, time: str | None, item: str | None = None) -> list[dict]:
+    """xyz, tilejson and wms links of the alerts layer (web-map-links style), for one version or latest.
+
+    With `item`, the tiles and TileJSON show that item's tile alone (its bounds); WMS layers always cover the area.
+    """
     layer = WEB_MAP_LAYER
     which = f"publication {version}" if version else "latest publication"
+    what = f"item {item}, {which}" if item else which
     wms: dict = {
         "rel": "wms",
         "href": f"{base}{WMS_PATH}",
         "type": "image/png",
-        "title": f"Alerts (WMS, {which})",
+        "title": f"Alerts (WMS, whole area, {which})" if item else f"Alerts (WMS, {which})",
         "wms:layers": [layer],
         "wms:transparent": True,
     }
@@ -77,15 +86,15 @@ def web_map_links(base: str, version: str | None, time: str | None) -> list[dict
     return [
         {
             "rel": "xyz",
-            "href": f"{base}{XYZ_TEMPLATE.format(layer=layer)}{_query(version)}",
+            "href": f"{base}{XYZ_TEMPLATE.format(layer=layer)}{_query(version, item)}",
             "type": "image/png",
-            "title": f"Alerts (XYZ tiles, {which})",
+            "title": f"Alerts (XYZ tiles, {what})",
         },
         {
             "rel": "tilejson",
-            "href": f"{base}{TILEJSON_PATH.format(layer=layer)}{_query(version)}",
+            "href": f"{base}{TILEJSON_PATH.format(layer=layer)}{_query(version, item)}",
             "type": "application/json",
-            "title": f"Alerts (TileJSON, {which})",
+            "title": f"Alerts (TileJSON, {what})",
         },
         wms,
     ]
@@ -122,7 +131,7 @@ def add_links(obj: dict, base: str, self_href: str, index: PublicationIndex) -> 
         # and one whose other tiles are newer is dated after this item, so the item's own time could miss it.
         publication = first_publication(index, obj.get("id", ""))
         if publication:
-            links.extend(web_map_links(base, publication.id, iso(publication.datetime)))
+            links.extend(web_map_links(base, publication.id, iso(publication.datetime), obj.get("id")))
     return {**obj, "links": links}
 
 
