@@ -25,6 +25,7 @@ from killer import POINTS
 
 from catalog.atomic import is_temp
 from catalog.store import CatalogLayout, read_index
+from catalog.tree import linked_items
 from catalog.validate import validate_tree
 from scheduler.config import Config
 from scheduler.demo import DemoArchive
@@ -268,6 +269,6 @@ def test_sigkill_then_restart_equals_uninterrupted_run(bench: Bench, point: str,
 
 
 def item_links(cfg: Config) -> list[str]:
-    """The item links of the collection."""
-    collection = json.loads(CatalogLayout(cfg.output.stac_dir).collection_path.read_text(encoding="utf-8"))
-    return [link["href"] for link in collection["links"] if link["rel"] == "item"]
+    """The items the catalog's links lead to (collection -> month catalogs -> items)."""
+    layout = CatalogLayout(cfg.output.stac_dir)
+    return sorted(path.relative_to(layout.root.resolve()).as_posix() for path in linked_items(layout).values())

@@ -25,6 +25,7 @@ from catalog.layers import PUBLISHED_LAYERS
 from catalog.mosaic import AreaGrid
 from catalog.publish import Publisher, TileReport
 from catalog.store import CatalogLayout, Publication, read_index
+from catalog.tree import month_of
 from server.app import create_app
 from server.settings import ServerSettings
 
@@ -154,8 +155,11 @@ def test_updating_one_tile_writes_one_cog_set_and_one_small_vrt_per_layer(static
 
     assert set(before) <= set(after), "nothing published may disappear"
     changed = {path for path in before if before[path] != after[path]}
-    assert changed == {"alerts/collection.json", "alerts/publications.json"}
     added = sorted(set(after) - set(before))
+    # The new item's month catalog links it (a new file when the month is new).
+    month_catalog = f"alerts/months/{month_of(publication.datetime)}/catalog.json"
+    assert month_catalog in changed | set(added)
+    assert changed - {month_catalog} == {"alerts/collection.json", "alerts/publications.json"}
     new_item = publication.items[RIGHT]
     item_dir = f"alerts/items/{new_item}"
     assert [p for p in added if p.startswith(item_dir)] == sorted(
@@ -163,7 +167,7 @@ def test_updating_one_tile_writes_one_cog_set_and_one_small_vrt_per_layer(static
         + [f"{item_dir}/{new_item}_visual.tif", f"{item_dir}/{new_item}_thumbnail.png", f"{item_dir}/{new_item}.json"]
     )
     mosaic_dir = f"alerts/mosaics/{publication.id}"
-    assert [p for p in added if not p.startswith(item_dir)] == sorted(
+    assert [p for p in added if not p.startswith(item_dir) and p != month_catalog] == sorted(
         f"{mosaic_dir}/{layer.asset}.vrt" for layer in PUBLISHED_LAYERS
     )
     # The untouched tile is not rewritten: the new mosaics point at its previous COGs.
