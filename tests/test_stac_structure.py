@@ -180,7 +180,7 @@ def _lit_columns(png: bytes) -> np.ndarray:
 def test_an_items_map_links_show_that_item_alone(published: Published) -> None:
     index = read_index(CatalogLayout(published.stac_dir))
     publication = index.publications[5]
-    left, right = (publication.items[t] for t in TILES)
+    left = publication.items[TILES[0]]
     item = httpx.get(f"{published.url}/stac/alerts/items/{left}/{left}.json").json()
     links = {link["rel"]: link for link in item["links"]}
     assert links["xyz"]["href"].endswith(f"/{{z}}/{{x}}/{{y}}.png?version={publication.id}&item={left}")
@@ -209,7 +209,6 @@ def test_an_items_map_links_show_that_item_alone(published: Published) -> None:
     other = index.publications[6].items[TILES[0]]
     response = httpx.get(links["tilejson"]["href"].replace(f"item={left}", f"item={other}"))
     assert response.status_code == 404 and other in response.json()["detail"]
-    assert right != left
 
 
 def test_collection_extent_covers_every_item_and_summaries_describe_them(published: Published) -> None:
