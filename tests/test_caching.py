@@ -12,6 +12,7 @@ from rasterio.warp import transform_bounds
 from test_mosaic_seams import RIGHT, copy_catalog, publish_one_tile
 
 from catalog.store import CatalogLayout, read_index
+from catalog.tree import month_of
 from server.app import create_app
 from server.caching import IMMUTABLE, Kind, matches, policy_for
 from server.settings import ServerSettings
@@ -120,7 +121,9 @@ def test_a_new_publication_shows_at_once(static_run: DemoRun, tmp_path: Path) ->
         assert client.get(url, params={"version": old_version}).content == dated.content
         # The catalog JSON moved too.
         moved = client.get("/stac/alerts/collection.json", headers={"If-None-Match": collection.headers["etag"]})
-        assert moved.status_code == 200 and publication.items[RIGHT] in moved.text
+        month = month_of(publication.datetime)
+        assert moved.status_code == 200 and f"./months/{month}/catalog.json" in moved.text
+        assert publication.items[RIGHT] in client.get(f"/stac/alerts/months/{month}/catalog.json").text
         assert client.get("/healthz").json()["latest_version"] == publication.id
 
 

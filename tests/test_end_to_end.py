@@ -15,6 +15,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from catalog.encoding import CONFIRMED_CODES, STATUS_CLASSES, Status, days_since_epoch, status_colormap
 from catalog.store import CatalogLayout, read_index
+from catalog.tree import item_month
 from catalog.validate import validate_tree
 
 from conftest import RUN_STEPS, DemoRun, latest_layers, truth
@@ -65,8 +66,13 @@ def test_every_update_published_a_version(static_run: DemoRun) -> None:
 def test_catalog_validates_and_cogs_are_valid(static_run: DemoRun) -> None:
     stac_dir = static_run.cfg.output.stac_dir
     count = validate_tree(stac_dir / "catalog.json")
-    index = read_index(CatalogLayout(stac_dir))
-    assert count == 2 + 2 * len(index.publications)  # catalog, collection, an item per tile and version
+    layout = CatalogLayout(stac_dir)
+    index = read_index(layout)
+    months = {
+        item_month(json.loads(layout.item_path(i).read_text())) for p in index.publications for i in p.items.values()
+    }
+    # catalog, collection, a catalog per month of the items, an item per tile and version
+    assert count == 2 + len(months) + 2 * len(index.publications)
     item_path = next((stac_dir / "alerts" / "items").glob("*/*.json"))
     item = json.loads(item_path.read_text())
     assert {"status", "date", "confirmed", "magnitude", "confidence", "date_conf"} <= set(item["assets"])
