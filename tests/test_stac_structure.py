@@ -318,3 +318,31 @@ def test_prune_of_a_flat_catalog_drops_its_item_links(tmp_path: Path) -> None:
     kept = {item for p in read_index(layout).publications for item in p.items.values()}
     assert set(linked_items(layout)) == kept and len(kept) == 4
     assert validate_tree(stac_dir / "catalog.json") == 1 + 1 + 4
+
+
+def _join(base: str, href: str) -> str:
+    return str(httpx.URL(base).join(href))
+
+
+def test_every_link_of_every_served_object_leads_to_a_served_object(published: Published) -> None:
+    """What a STAC browser does: follow child and item links from the root, and resolve root/parent/collection."""
+    seen: dict[str, dict] = {}
+    pending = [f"{published.url}/stac/catalog.json"]
+    with httpx.Client() as client:
+        while pending:
+            url = pending.pop()
+            if url in seen:
+                continue
+            response = client.get(url)
+            assert response.status_code == 200, url
+            seen[url] = response.json()
+            for link in seen[url]["links"]:
+                if link["rel"] in ("child", "item", "root", "parent", "collection"):
+                    pending.append(_join(url, link["href"]))
+    kinds = [obj["type"] for obj in seen.values()]
+    assert (kinds.count("Catalog"), kinds.count("Collection"), kinds.count("Feature")) == (1 + 8, 1, 2 * PUBLICATIONS)
+    # Breadcrumbs: every object's parent links back to it (an item's parent is its month, a month's the collection).
+    for url, obj in seen.items():
+        for parent in [_join(url, link["href"]) for link in obj["links"] if link["rel"] == "parent"]:
+            linked = {_join(parent, link["href"]) for link in seen[parent]["links"] if link["rel"] in ("child", "item")}
+            assert url in linked, url
