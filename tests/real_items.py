@@ -14,7 +14,7 @@ import copy
 import datetime as dt
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,8 @@ class Provider:
     # (scale, offset) the provider's DNs of `day` are encoded with, as its metadata states them.
     linear: Callable[[dt.date], tuple[float, float]] = lambda day: (0.0001, -0.1)
     edit: Callable[[dict[str, Any], dt.date], None] = lambda item, day: None  # per-date metadata (baseline)
-    extra: dict[str, Any] = field(default_factory=dict)
+    # check-source's asset lines: data type and pixel size of red, nir and mask, as the item states them.
+    described: tuple[str, str, str] = ("uint16, 10 m", "uint16, 20 m", "uint8, 20 m")
 
     def raw(self) -> dict[str, Any]:
         return json.loads((REAL / self.item_file).read_text())
@@ -105,6 +106,7 @@ PROVIDERS = [
         22280,  # bit 3: cloud
         30.0,
         linear=lambda day: (0.0000275, -0.2),
+        described=("?, 30 m", "?, 30 m", "?, 30 m"),  # no raster:bands; the item's proj:transform
     ),
     Provider(
         "cdse",
@@ -117,6 +119,7 @@ PROVIDERS = [
         9,
         20.0,
         driver="JP2OpenJPEG",
+        described=("uint16, 20 m", "uint16, 20 m", "uint8, 20 m"),  # STAC 1.1: data_type on the asset
     ),
     Provider(
         "earth-search-c1",
@@ -145,6 +148,7 @@ PROVIDERS = [
         ),
         # No raster:bands: its product id's baseline (N0214) says no offset.
         linear=lambda day: (0.0001, 0.0),
+        described=("?, 10 m", "?, 20 m", "?, 20 m"),  # no gsd on the assets: their 9-element proj:transform
     ),
 ]
 

@@ -209,7 +209,7 @@ def test_check_source_reads_a_landsat_item_with_its_preset_and_qa_bits(
         "grid: tile r000c000, EPSG:32615, 30 m, 64 x 64 px",
         f"read: acquisition 2020-01-14T17:05:46 ({item.id}): ndvi valid on 75.0% of the tile's pixels",
     ]
-    assert out[2:5] == ["  red = red (?)", "  nir = nir08 (?)", "  mask = qa_pixel (?)"]
+    assert out[2:5] == ["  red = red (?, 30 m)", "  nir = nir08 (?, 30 m)", "  mask = qa_pixel (?, 30 m)"]
 
 
 def test_check_source_names_a_missing_asset_key_and_exits_3(

@@ -68,6 +68,18 @@ def test_the_preset_reads_each_date_with_the_items_scale_and_offset(deployment: 
     assert float(np.nanmax(np.abs(ndvi - expected))) < 0.05
 
 
+def test_check_source_describes_the_items_assets_and_reads_the_newest(
+    deployment: Deployment, capsys: pytest.CaptureFixture
+) -> None:
+    provider = deployment.provider
+    assert main(["--log-level", "warning", "check-source", "-c", str(deployment.config)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    roles = ("red", "nir", "mask")
+    keys = (provider.red, provider.nir, provider.mask)
+    assert out[2:5] == [f"  {r} = {k} ({d})" for r, k, d in zip(roles, keys, provider.described, strict=True)]
+    assert out[-1].endswith("ndvi valid on 100.0% of the tile's pixels"), out
+
+
 def test_fit_and_update_alert_the_planted_clear_cut_and_nothing_else(
     deployment: Deployment, capsys: pytest.CaptureFixture
 ) -> None:
