@@ -24,6 +24,7 @@ import rasterio
 import xarray as xr
 from odc.stac import load as odc_load
 
+from scheduler import auth
 from scheduler.aligned import all_local, load_on_grid
 from scheduler.clock import utc
 from scheduler.config import INDEX_BANDS, Config, SourceConfig
@@ -292,6 +293,7 @@ def gdal_options(src: SourceConfig, *, fresh: bool = False) -> dict[str, object]
         # agree with their EPSG code; one whose keys contradict it gets a custom CRS and is read reprojected.
         "GTIFF_SRS_SOURCE": "GEOKEYS",
     }
+    options.update(auth.gdal_options(src))
     if fresh:
         # /vsicurl/ remembers a 404 or a file size for the life of the process; a retry, and every read of a
         # long-running scheduler after a failure, must see the server's current answer.
@@ -392,12 +394,15 @@ def _read(items: list[pystac.Item], tile: Tile, cfg: Config, extra_roles: tuple[
     if src.mask_band:
         assets.append(src.mask_band)
     attempts = 0
+    unsigned = items
 
     def read() -> xr.Dataset:
-        nonlocal attempts
+        nonlocal attempts, items
         attempts += 1
         name = f"nrt-load-{next(_POOLS)}"
         options = gdal_options(src, fresh=attempts > 1)
+        items = auth.prepared(unsigned, src, assets)  # signed now: a token renewed since the search is used
+        auth.verify(items, src, assets[-1], options)
         with (
             warnings.catch_warnings(),
             rasterio.Env(**options),
