@@ -9,6 +9,7 @@ and every message that leaves here has URL queries and known secrets replaced by
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -18,6 +19,8 @@ from urllib.parse import urlparse
 import pystac
 import rasterio
 import requests
+from odc.stac import configure_rio
+from rasterio.session import AWSSession
 
 from scheduler.config import SourceConfig
 from scheduler.errors import SourceError
@@ -80,21 +83,29 @@ def _from_file(path: Path | None) -> dict[str, str]:
 def gdal_options(src: SourceConfig) -> dict[str, object]:
     """GDAL config options carrying the source's credentials (none for auth = none or planetary-computer)."""
     if src.auth == "s3":
-        options: dict[str, object] = {"AWS_VIRTUAL_HOSTING": "FALSE"}
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            if value := _secret(src, name):
-                options[name] = value
-        if src.s3_endpoint:
-            endpoint = urlparse(src.s3_endpoint if "://" in src.s3_endpoint else f"https://{src.s3_endpoint}")
-            options["AWS_S3_ENDPOINT"] = endpoint.netloc
-            options["AWS_HTTPS"] = "YES" if endpoint.scheme == "https" else "NO"
-        return options
+        # The keys and endpoint go in an AWS session (s3_session): rasterio refuses them as plain options.
+        endpoint = _endpoint(src)
+        return {"AWS_VIRTUAL_HOSTING": "FALSE", **({"AWS_HTTPS": "YES" if endpoint.scheme == "https" else "NO"})}
     if src.auth == "bearer" and (token := _secret(src, "BEARER_TOKEN")):
         return {"GDAL_HTTP_HEADERS": f"Authorization: Bearer {token}"}
     if src.auth == "netrc":
         netrc = os.environ.get("NETRC")
         return {"GDAL_HTTP_NETRC": "YES", **({"GDAL_HTTP_NETRC_FILE": netrc} if netrc else {})}
     return {}
+
+
+def _endpoint(src: SourceConfig):  # noqa: ANN202 (urllib's ParseResult)
+    """The S3 endpoint as a URL (https unless it says otherwise)."""
+    text = src.s3_endpoint or "s3.amazonaws.com"
+    return urlparse(text if "://" in text else f"https://{text}")
+
+
+def s3_session(src: SourceConfig) -> dict[str, str] | None:
+    """Rasterio AWSSession arguments of an S3 source (keys, endpoint); None without both keys."""
+    key, secret = _secret(src, "AWS_ACCESS_KEY_ID"), _secret(src, "AWS_SECRET_ACCESS_KEY")
+    if src.auth != "s3" or not key or not secret:
+        return None
+    return {"aws_access_key_id": key, "aws_secret_access_key": secret, "endpoint_url": _endpoint(src).netloc}
 
 
 def prepared(items: list[pystac.Item], src: SourceConfig, keys: list[str]) -> list[pystac.Item]:
@@ -105,6 +116,9 @@ def prepared(items: list[pystac.Item], src: SourceConfig, keys: list[str]) -> li
         items = [_signed(item, src, keys) for item in items]
     elif src.auth in ("s3", "bearer"):
         _check_present(items, src, keys)
+    if src.auth == "s3" and (session := s3_session(src)) is not None:
+        # odc-stac's readers take an AWS session only from its process-wide configuration (its public API).
+        configure_rio(aws=session, **gdal_options(src))
     return items
 
 
@@ -194,20 +208,40 @@ def verify(items: list[pystac.Item], src: SourceConfig, key: str, options: dict[
     if src.auth == "none" or not items or key not in items[0].assets:
         return
     # Per credential: a corrected key is checked again (a digest: the set keeps no secret in memory twice).
-    tag = (provider_name(src), hashlib.sha256(repr(sorted(options.items())).encode()).hexdigest())
+    session = s3_session(src)
+    credential = repr((sorted(options.items()), sorted((session or {}).items())))
+    tag = (provider_name(src), hashlib.sha256(credential.encode()).hexdigest())
     if tag in _VERIFIED:
         return
     href = items[0].assets[key].href
     if not _remote(href):
         return
     path = href.replace("s3://", "/vsis3/", 1) if href.startswith("s3://") else f"/vsicurl/{href}"
+    # Asked of the server itself: GDAL's cache may still hold what an earlier credential read.
+    fresh = {**options, "CPL_VSIL_CURL_NON_CACHED": "/vsis3/:/vsicurl/"}
+    heard = _Heard()  # GDAL says the HTTP status in a warning; the exception only that the file did not open
+    gdal_log = logging.getLogger("rasterio._env")
+    gdal_log.addHandler(heard)
     try:
-        with rasterio.Env(**options), rasterio.open(path):
+        with rasterio.Env(AWSSession(**session) if session else None, **fresh), rasterio.open(path):
             pass
     except rasterio.errors.RasterioIOError as exc:
-        error = refused(exc, src, items[0])
+        error = refused(RuntimeError(f"{exc} {' '.join(heard.messages)}"), src, items[0])
         if error is not None:
             raise error from None  # GDAL's message names the signed URL
         return  # another failure: the read reports it with its retries
+    finally:
+        gdal_log.removeHandler(heard)
     with _LOCK:
         _VERIFIED.add(tag)
+
+
+class _Heard(logging.Handler):
+    """Collects the messages of a logger while attached."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())

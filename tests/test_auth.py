@@ -9,6 +9,7 @@ runs.json or the published catalog.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -193,3 +194,100 @@ def test_a_bearer_token_from_the_credentials_file(
     assert main(["fit", "-c", str(config)]) == 0
     assert store.served > 100 and store.refused == 0
     assert BEARER not in "".join(capfd.readouterr()) and BEARER not in _published_text(config)
+
+
+# -- S3 keys (CDSE's s3://eodata/...) against moto's S3, which checks signatures once its IAM auth is on -------------
+
+CDSE = next(p for p in PROVIDERS if p.name == "cdse")
+
+
+S3_CASES = ("environment", "credentials_file", "missing", "wrong")
+
+
+def _with_case(item: dict, case: str) -> dict:
+    """The item dict with `{case}` in its hrefs filled in."""
+    for asset in item["assets"].values():
+        asset["href"] = asset["href"].replace("%7Bcase%7D", case).replace("{case}", case)
+    return item
+
+
+@pytest.fixture(scope="module")
+def s3_store(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, dict[str, str], dict[str, list[pystac.Item]]]]:
+    """CDSE's cloned JPEG 2000 items in bucket eodata of a local moto S3: its endpoint, a user's keys, and one copy
+    of the items per test case (GDAL caches what a path read: another credential must read other paths)."""
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    from moto import settings as moto_settings
+
+    folder = tmp_path_factory.mktemp("cdse-s3")
+    prefix = "s3://eodata/Sentinel-2/MSI/L2A/{case}/"
+    items = _series(CDSE, folder, prefix)
+    copies = {case: [pystac.Item.from_dict(_with_case(item.to_dict(), case)) for item in items] for case in S3_CASES}
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    with pytest.MonkeyPatch.context() as patch:
+        try:
+            endpoint = "http://{}:{}".format(*server.get_host_and_port())
+            admin = {"aws_access_key_id": "admin", "aws_secret_access_key": "admin", "region_name": "us-east-1"}
+            iam = boto3.client("iam", endpoint_url=endpoint, **admin)
+            iam.create_user(UserName="cdse-reader")
+            rule = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+            policy = json.dumps({"Version": "2012-10-17", "Statement": [rule]})
+            iam.put_user_policy(UserName="cdse-reader", PolicyName="read", PolicyDocument=policy)
+            key = iam.create_access_key(UserName="cdse-reader")["AccessKey"]
+            s3 = boto3.client("s3", endpoint_url=endpoint, **admin)
+            s3.create_bucket(Bucket="eodata")
+            for case in S3_CASES:
+                for path in (folder / "assets").iterdir():
+                    name = f"{prefix.removeprefix('s3://eodata/').format(case=case)}{path.name}"
+                    s3.upload_file(str(path), "eodata", name)
+            # From here on every request must be signed by a known key (moto's IAM authentication).
+            patch.setattr(moto_settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+            keys = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+            yield endpoint, keys, copies
+        finally:
+            server.stop()
+
+
+@pytest.mark.parametrize("where", S3_CASES)
+def test_cdse_s3_keys(
+    s3_store: tuple[str, dict[str, str], dict[str, list[pystac.Item]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture,
+    where: str,
+) -> None:
+    endpoint, keys, copies = s3_store
+    items = copies[where]
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    source = f'auth = "s3"\ns3_endpoint = "{endpoint}"\n'
+    secret = keys["AWS_SECRET_ACCESS_KEY"]
+    if where == "environment":
+        for name, value in keys.items():
+            monkeypatch.setenv(name, value)
+    elif where == "credentials_file":
+        secrets = tmp_path / "cdse-s3.env"
+        secrets.write_text("".join(f"{name}={value}\n" for name, value in keys.items()))
+        source += f'credentials_file = "{secrets}"\n'
+    elif where == "wrong":
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys["AWS_ACCESS_KEY_ID"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret := "wrong" + secret[5:])
+    config = _config(tmp_path, CDSE, items, source)
+    name = "Copernicus Data Space Ecosystem (CDSE)"
+    if where == "missing":
+        message = f"{name}: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        _assert_refused(config, capfd, message, secret)
+        return
+    if where == "wrong":
+        _assert_refused(config, capfd, f"{name}: the S3 credentials were refused", secret)
+        return
+    assert main(["fit", "-c", str(config)]) == 0
+    assert main(["update", "-c", str(config), "--until", f"{UNTIL}"]) == 0
+    layout = CatalogLayout(tmp_path / "output" / "stac")
+    with rasterio.open(layout.collection_dir / read_index(layout).latest.mosaics["status"]) as src:
+        status = src.read(1)
+    assert np.isin(status[CUT], (3, 6)).all()
+    assert secret not in "".join(capfd.readouterr()) and secret not in _published_text(config)
