@@ -291,3 +291,35 @@ def test_cdse_s3_keys(
         status = src.read(1)
     assert np.isin(status[CUT], (3, 6)).all()
     assert secret not in "".join(capfd.readouterr()) and secret not in _published_text(config)
+
+
+def test_cdse_alternate_https_hrefs_with_a_bearer_token(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "series"
+    store = BearerStore(folder / "assets", BEARER)
+    with running(store):
+        items = _series(CDSE, folder, "s3://eodata/Sentinel-2/MSI/L2A/2021/")  # not reachable: the S3 copies
+        for item in items:
+            for asset in item.assets.values():
+                if asset.href.startswith("s3://"):
+                    name = asset.href.rsplit("/", 1)[-1]
+                    asset.extra_fields["alternate"] = {"https": {"href": f"{store.url}/odata/{name}"}}
+        secrets = tmp_path / "secrets.env"
+        secrets.write_text(f"BEARER_TOKEN={BEARER}\n")
+        source = f'auth = "bearer"\nasset_href = "https"\ncredentials_file = "{secrets}"\n'
+        config = _config(tmp_path, CDSE, items, source)
+        assert main(["fit", "-c", str(config)]) == 0
+    assert store.served > 100 and store.refused == 0
+    assert BEARER not in "".join(capfd.readouterr()) and BEARER not in _published_text(config)
+
+
+def test_secrets_and_url_queries_are_redacted_from_messages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from scheduler.auth import gdal_options, redacted
+    from scheduler.config import SourceConfig
+    from scheduler.retry import cause_of
+
+    monkeypatch.setenv("BEARER_TOKEN", "tok-5521")
+    src = SourceConfig(kind="static", catalog=tmp_path / "catalog.json", collection="c", auth="bearer")
+    assert gdal_options(src) == {"GDAL_HTTP_HEADERS": "Authorization: Bearer tok-5521"}
+    text = "HTTP 403 on http://a.blob.core.windows.net/c/B04.tif?se=2026&sig=abc with tok-5521"
+    assert redacted(text) == "HTTP 403 on http://a.blob.core.windows.net/c/B04.tif?<redacted> with <redacted>"
+    assert cause_of(OSError(text)) == redacted(text)
