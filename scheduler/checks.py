@@ -71,6 +71,17 @@ def _assets(cfg: Config, item: pystac.Item) -> list[str]:
             )
         described = asset.extra_fields.get("raster:bands") or [{}]
         dtype = described[0].get("data_type") or asset.extra_fields.get("data_type") or "?"
-        gsd = asset.extra_fields.get("gsd") or item.properties.get("gsd")
-        lines.append(f"  {role} = {key} ({dtype}{f', {gsd:g} m' if gsd else ''})")
+        size = _pixel_size(item, asset)
+        lines.append(f"  {role} = {key} ({dtype}{f', {size:g} m' if size else ''})")
     return lines
+
+
+def _pixel_size(item: pystac.Item, asset: pystac.Asset) -> float | None:
+    """The asset's pixel size: its gsd, else its own proj:transform, else the item's (B8A of a 10 m item is 20 m)."""
+    for fields in (asset.extra_fields, item.properties):
+        if fields.get("gsd"):
+            return float(fields["gsd"])
+        transform = fields.get("proj:transform")
+        if isinstance(transform, list) and transform:
+            return abs(float(transform[0]))
+    return None

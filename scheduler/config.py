@@ -124,6 +124,19 @@ class SourceConfig(_Section):
     skip_acquisitions: list[str] = Field(
         default=[], description="Item ids or dates (YYYY-MM-DD) never to absorb, e.g. an asset that stays broken"
     )
+    # Access to the assets (scheduler/auth.py): secrets come from the environment or credentials_file, never the config.
+    auth: Literal["none", "planetary-computer", "s3", "bearer", "netrc"] = Field(
+        default="none", description="How assets are read: signed (Planetary Computer), S3 keys, a bearer token, .netrc"
+    )
+    credentials_file: Path | None = Field(
+        default=None,
+        description="KEY=VALUE lines (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, BEARER_TOKEN, PC_SDK_SUBSCRIPTION_KEY) "
+        "read where the environment has none, e.g. a Docker secret",
+    )
+    s3_endpoint: str | None = Field(default=None, description="S3 endpoint, e.g. eodata.dataspace.copernicus.eu")
+    asset_href: Literal["href", "https"] = Field(
+        default="href", description="https: read each asset's alternate HTTPS href (CDSE) instead of its href"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -24,6 +24,7 @@ import rasterio
 import xarray as xr
 from odc.stac import load as odc_load
 
+from scheduler import auth
 from scheduler.aligned import all_local, load_on_grid
 from scheduler.clock import utc
 from scheduler.config import INDEX_BANDS, Config, SourceConfig
@@ -34,6 +35,7 @@ from scheduler.keys import key_text, utc_key
 from scheduler.masks import clear_lookup
 from scheduler.odc_boundary import failed_assets
 from scheduler.retry import after_retries, call_with_retries, cause_of
+from scheduler.sources import processing_baseline
 
 if TYPE_CHECKING:
     from scheduler.sources import UnreadableItem
@@ -291,6 +293,7 @@ def gdal_options(src: SourceConfig, *, fresh: bool = False) -> dict[str, object]
         # agree with their EPSG code; one whose keys contradict it gets a custom CRS and is read reprojected.
         "GTIFF_SRS_SOURCE": "GEOKEYS",
     }
+    options.update(auth.gdal_options(src))
     if fresh:
         # /vsicurl/ remembers a 404 or a file size for the life of the process; a retry, and every read of a
         # long-running scheduler after a failure, must see the server's current answer.
@@ -391,12 +394,15 @@ def _read(items: list[pystac.Item], tile: Tile, cfg: Config, extra_roles: tuple[
     if src.mask_band:
         assets.append(src.mask_band)
     attempts = 0
+    unsigned = items
 
     def read() -> xr.Dataset:
-        nonlocal attempts
+        nonlocal attempts, items
         attempts += 1
         name = f"nrt-load-{next(_POOLS)}"
         options = gdal_options(src, fresh=attempts > 1)
+        items = auth.prepared(unsigned, src, assets)  # signed now: a token renewed since the search is used
+        auth.verify(items, src, assets[-1], options)
         with (
             warnings.catch_warnings(),
             rasterio.Env(**options),
@@ -586,7 +592,8 @@ def item_linear(item: pystac.Item, key: str, src: SourceConfig) -> tuple[float, 
 
     raster:bands' scale/offset, or STAC 1.1's raster:scale/raster:offset on the asset. A scale given without an
     offset means offset 0 (Sentinel-2 before processing baseline 04.00 on some providers). Without either, a
-    Sentinel-2 item's s2:processing_baseline decides the offset (0 before 04.00, -0.1 from it on).
+    Sentinel-2 item's processing baseline (s2:processing_baseline, else the _Nxxyy_ of its product name) decides the
+    offset (0 before 04.00, -0.1 from it on).
     """
     asset = item.assets.get(key)
     fields = asset.extra_fields if asset is not None else {}
@@ -595,8 +602,8 @@ def item_linear(item: pystac.Item, key: str, src: SourceConfig) -> tuple[float, 
     scale = fields.get("raster:scale", band.get("scale"))
     offset = fields.get("raster:offset", band.get("offset"))
     if scale is None and offset is None:
-        baseline = item.properties.get("s2:processing_baseline")
-        if isinstance(baseline, str) and len(baseline) == 5:  # "NN.NN": compared as text
+        baseline = processing_baseline(item)
+        if baseline is not None:  # "NN.NN": compared as text
             # ESA's L2A DNs carry a BOA offset of 1000 from baseline 04.00 (January 2022) on, none before.
             return src.scale, -0.1 if baseline >= "04.00" else 0.0
         return src.scale, src.offset

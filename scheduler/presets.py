@@ -40,6 +40,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "scale": 0.0001,
         "offset": -0.1,
         "nodata": 0,
+        "auth": "planetary-computer",  # asset URLs are signed with a SAS token before each read
     },
     "cdse/sentinel-2-l2a": {
         "kind": "stac-api",
@@ -58,6 +59,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "scale": 0.0001,
         "offset": -0.1,
         "nodata": 0,
+        # s3://eodata/... with the S3 keys of a CDSE account (asset_href = "https": the OIDC-protected copies).
+        "auth": "s3",
+        "s3_endpoint": "eodata.dataspace.copernicus.eu",
     },
     "usgs/landsat-c2l2-sr": {
         "kind": "stac-api",

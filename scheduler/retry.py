@@ -13,6 +13,8 @@ from pystac_client.exceptions import APIError
 from rasterio.errors import RasterioError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from scheduler.auth import redacted
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -34,6 +36,8 @@ def _status_of(exc: BaseException) -> int | None:
 def is_transient(exc: BaseException) -> bool:
     """Whether asking again may help: timeouts, refused/reset connections, 429/5xx, malformed JSON, read errors."""
     for cause in _chain(exc):
+        if getattr(cause, "permanent", False):  # e.g. a refused credential (scheduler.auth): asking again won't help
+            return False
         status = _status_of(cause)
         if status is not None:
             return status in TRANSIENT_STATUS
@@ -71,7 +75,7 @@ def cause_of(exc: BaseException) -> str:
         if not any(text in part for part in parts):
             parts.append(text)
         current = current.__cause__
-    text = ": ".join(parts)
+    text = redacted(": ".join(parts))  # GDAL and the SDKs name signed URLs: no token goes to a log or runs.json
     return text if len(text) <= 400 else text[:397] + "..."
 
 

@@ -416,6 +416,25 @@ def _item_files(catalog: Path) -> list[Path]:
     return files
 
 
+# ESA's product names carry the processing baseline as _Nxxyy_ (S2A_MSIL2A_20200714T115221_N0214_R123_...).
+_BASELINE_IN_NAME = re.compile(r"_N(\d{2})(\d{2})_")
+# Where providers put the baseline, or the product name holding it: Planetary Computer and Earth Search v1, Earth
+# Search v0's product id; the item id last (CDSE's is the product name). Not processing:version: other missions use it.
+_BASELINE_FIELDS = ("s2:processing_baseline", "s2:product_uri", "sentinel:product_id")
+
+
+def processing_baseline(item: pystac.Item) -> str | None:
+    """A Sentinel-2 item's processing baseline as "NN.NN", from its metadata or its product name; None if unsaid."""
+    for name in _BASELINE_FIELDS:
+        value = item.properties.get(name)
+        if isinstance(value, str) and re.fullmatch(r"\d{2}\.\d{2}", value):
+            return value
+        if isinstance(value, str) and (match := _BASELINE_IN_NAME.search(value)):
+            return f"{match.group(1)}.{match.group(2)}"
+    match = _BASELINE_IN_NAME.search(item.id)
+    return f"{match.group(1)}.{match.group(2)}" if match else None
+
+
 def source_from_config(cfg: SourceConfig) -> ImagerySource:
     """Build the source the config names."""
     return StacApiSource(cfg) if cfg.kind == "stac-api" else StaticCatalogSource(cfg)

@@ -12,7 +12,6 @@ import datetime as dt
 import http.client
 import http.server
 import logging
-import os
 import shutil
 import threading
 import time
@@ -41,7 +40,7 @@ from scheduler.pipeline import Pipeline, RunResult
 from scheduler.state import TileState, load_state
 
 from conftest import free_port, make_workspace, serve_app
-from stac_api import check_postgres_installed, running_stac_api
+from stac_api import require_postgres, running_stac_api
 
 UNTIL = dt.datetime(2023, 2, 28, 23, 59, tzinfo=dt.UTC)  # 12 acquisitions after the history (2021-2022)
 BAD_DAY = "2023-01-21"  # the 5th of them
@@ -585,12 +584,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def stac_proxy(demo_archive: DemoArchive, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultProxy]:
     """The demo archive in stac-fastapi-pgstac, behind the fault proxy."""
-    try:
-        check_postgres_installed()
-    except RuntimeError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(exc))
+    require_postgres()
     with running_stac_api(demo_archive.catalog_path, tmp_path_factory.mktemp("faults-pgstac")) as url:
         proxy = FaultProxy(url)
         thread = threading.Thread(target=proxy.serve_forever, daemon=True)

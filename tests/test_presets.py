@@ -17,11 +17,15 @@ from scheduler.config import SourceConfig, load_config
 from scheduler.errors import ConfigError
 from scheduler.loading import item_linear
 from scheduler.presets import PRESETS
+from scheduler.sources import processing_baseline
 from server.cli import main
 
 REAL = Path(__file__).parent / "data" / "real-stac"
 PC_ITEM = REAL / "S2B_MSIL2A_20190629T212529_R043_T06VVN_20201006T080531_raster_ext.json"
 USGS_ITEM = REAL / "LC08_L2SP_028030_20200114_20200824_02_T1_SR.json"
+CDSE_ITEM = REAL / "S2C_MSIL2A_20250330T100051_N0511_R122_T33UWP_20250330T145914_cdse_stac_v110.json"
+EARTH_SEARCH_ITEM = REAL / "S2B_T38XNF_20250422T091553_L2A_built.json"
+EARTH_SEARCH_V0_ITEM = REAL / "S2A_28QCH_20200714_0_L2A.json"
 SIZE = 64  # px of the local rasters standing in for the providers' files
 
 
@@ -30,7 +34,13 @@ def real(path: Path) -> pystac.Item:
 
 
 @pytest.mark.parametrize(
-    ("preset", "path"), [("planetary-computer/sentinel-2-l2a", PC_ITEM), ("usgs/landsat-c2l2-sr", USGS_ITEM)]
+    ("preset", "path"),
+    [
+        ("planetary-computer/sentinel-2-l2a", PC_ITEM),
+        ("usgs/landsat-c2l2-sr", USGS_ITEM),
+        ("cdse/sentinel-2-l2a", CDSE_ITEM),
+        ("earth-search/sentinel-2-c1-l2a", EARTH_SEARCH_ITEM),
+    ],
 )
 def test_the_presets_asset_keys_and_collection_are_those_of_the_providers_item(preset: str, path: Path) -> None:
     item = real(path)
@@ -48,6 +58,30 @@ def test_a_planetary_computer_item_before_baseline_04_00_is_read_without_offset(
     assert item_linear(item, "B8A", cfg) == (0.0001, 0.0)  # not the preset's fallback, -0.1
     item.properties["s2:processing_baseline"] = "05.10"
     assert item_linear(item, "B8A", cfg) == (0.0001, -0.1)
+
+
+@pytest.mark.parametrize(
+    ("preset", "path", "key", "linear"),
+    [
+        ("cdse/sentinel-2-l2a", CDSE_ITEM, "B8A_20m", (0.0001, -0.1)),  # STAC 1.1 raster:scale/offset on the asset
+        ("earth-search/sentinel-2-c1-l2a", EARTH_SEARCH_ITEM, "nir08", (0.0001, -0.1)),  # raster:bands
+        ("earth-search/sentinel-2-l2a", EARTH_SEARCH_V0_ITEM, "B8A", (0.0001, 0.0)),  # N0214 in sentinel:product_id
+        ("usgs/landsat-c2l2-sr", USGS_ITEM, "nir08", (0.0000275, -0.2)),  # no metadata: the preset's
+    ],
+)
+def test_each_providers_item_states_its_scale_and_offset_its_own_way(
+    preset: str, path: Path, key: str, linear: tuple[float, float]
+) -> None:
+    assert item_linear(real(path), key, SourceConfig(preset=preset)) == linear
+
+
+def test_the_baseline_is_read_from_the_product_name_where_no_field_states_it() -> None:
+    item = real(EARTH_SEARCH_V0_ITEM)
+    assert processing_baseline(item) == "02.14"
+    item.properties["sentinel:product_id"] = "S2A_MSIL2A_20220714T115221_N0400_R123_T28QCH_20220714T191310"
+    assert processing_baseline(item) == "04.00"
+    assert processing_baseline(real(CDSE_ITEM)) == "05.11"  # its id is the product name
+    assert processing_baseline(real(USGS_ITEM)) is None
 
 
 def test_landsat_preset_rejects_qa_pixel_bits_not_classes() -> None:
@@ -175,7 +209,7 @@ def test_check_source_reads_a_landsat_item_with_its_preset_and_qa_bits(
         "grid: tile r000c000, EPSG:32615, 30 m, 64 x 64 px",
         f"read: acquisition 2020-01-14T17:05:46 ({item.id}): ndvi valid on 75.0% of the tile's pixels",
     ]
-    assert out[2:5] == ["  red = red (?)", "  nir = nir08 (?)", "  mask = qa_pixel (?)"]
+    assert out[2:5] == ["  red = red (?, 30 m)", "  nir = nir08 (?, 30 m)", "  mask = qa_pixel (?, 30 m)"]
 
 
 def test_check_source_names_a_missing_asset_key_and_exits_3(
