@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -163,11 +163,18 @@ class Served:
     server: BaseWSGIServer
 
 
+class _Quiet(WSGIRequestHandler):
+    """No access log line per request (thousands per run); the Recorder counts them."""
+
+    def log_request(self, *args: object) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def serving(app: App, latency_s: float = 0.0) -> Iterator[Served]:
     """Serve `app` behind a Recorder on 127.0.0.1 (a free port) in a thread; stopped when the block ends."""
     recorder = Recorder(app, latency_s)
-    server = make_server("127.0.0.1", 0, recorder, threaded=True)
+    server = make_server("127.0.0.1", 0, recorder, threaded=True, request_handler=_Quiet)
     # Many clients at once: the default backlog of 5 would refuse connections a pool opens together.
     server.socket.listen(128)
     thread = threading.Thread(target=server.serve_forever, name="remote-server", daemon=True)
