@@ -393,7 +393,7 @@ class GrowingSource:
             item = {k: v for k, v in doc.items() if k != "_path"}
             folder = Path(doc["_path"]).parent
             item["assets"] = {
-                key: {**asset, "href": str((folder / asset["href"]).resolve())} for key, asset in item["assets"].items()
+                key: {**asset, "href": _absolute(folder, asset["href"])} for key, asset in item["assets"].items()
             }
             item["links"] = [{"rel": "root", "href": "../catalog.json"}, {"rel": "parent", "href": "../catalog.json"}]
             (self.root / "items" / f"{item['id']}.json").write_text(json.dumps(item))
@@ -419,6 +419,11 @@ class GrowingSource:
         return [
             d for d in self.docs.values() if (after is None or self.item_time(d) > after) and self.item_time(d) <= until
         ]
+
+
+def _absolute(folder: Path, href: str) -> str:
+    """An asset's href from its item's folder: a file path made absolute, a URL (http, s3) as it is."""
+    return href if "://" in href else str((folder / href).resolve())
 
 
 class PeakRSS:

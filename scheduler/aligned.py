@@ -6,9 +6,9 @@ pixels. Done here with one rasterio window read per asset, that is the same arra
 per read (bench/README.md). odc-stac still decides the rest: which variables, dtypes, nodata and coordinates a
 load has, from its lazy load of one of the items (no pixels read). Anything else (another grid, a nodata value to
 remap, a float band, an unreadable asset) makes `load_on_grid` answer None, and the caller reads the whole load
-through odc-stac, with its resampling and its error reports. Only files on this machine's file system (or a
-mounted share) are read this way: over HTTP or S3 the request is most of a read's cost, and odc-stac's retries and
-credentials stay in charge.
+through odc-stac, with its resampling and its error reports. Remote assets (HTTP, S3) are read the same way, each
+asset in its own task of an I/O pool (`source.read_concurrency` at once): there a read mostly waits on the network,
+and an asset that cannot be read is an error (retried by the caller), not a reason to read everything again.
 """
 
 from __future__ import annotations
@@ -51,14 +51,17 @@ def load_on_grid(
     threads: int,
     gdal: dict[str, object],
     share: bool = True,
+    remote: bool = False,
 ) -> xr.Dataset | None:
     """The acquisitions' pixels, read window by window; None where odc-stac must read them.
 
     `skeleton` is odc-stac's lazy load of one of the items: its variables, their types, attributes and the tile's
     coordinates. The dates are the acquisitions' (group_acquisitions groups as odc-stac does), each at its first
     item's time, as odc-stac stamps a group. With `share`, assets already open for another tile of the run (see
-    `shared_datasets`) are read through that dataset.
+    `shared_datasets`) are read through that dataset. `remote`: the assets are not local files; `threads` assets are
+    read at once, none shared, and a failed read raises UnreadableAsset.
     """
+    share = share and not remote
     arrays: dict[str, np.ndarray] = {}
     fills: dict[str, int] = {}
     for name, var in skeleton.data_vars.items():
@@ -96,6 +99,25 @@ def load_on_grid(
                     read_variable(i, name, wait=True)
                 pending.remove(name)
 
+    def read_asset(task: tuple[int, str]) -> None:
+        i, name = task
+        with rasterio.Env(**gdal):
+            try:
+                read_variable(i, name, wait=True)
+            except (rasterio.errors.RasterioError, OSError) as exc:
+                raise UnreadableAsset(f"asset {_hrefs(acquisitions[i], name)}: {exc}") from exc
+
+    if remote:
+        # Every asset of the load is a task: the first date's first (off the grid, the load stops there).
+        tasks = [(i, name) for i in range(len(acquisitions)) for name in arrays]
+        try:
+            with ThreadPoolExecutor(max(1, threads), thread_name_prefix="nrt-remote") as pool:
+                for part in (tasks[: len(arrays)], tasks[len(arrays) :]):
+                    list(pool.map(read_asset, part))
+        except (OffGrid, ValueError) as exc:
+            log.debug("tile %s: odc-stac reads this load: %s", tile.id, exc)
+            return None
+        return _dataset(skeleton, acquisitions, arrays)
     try:
         read_date(0)  # one date first: an archive off the grid costs one date's reads, not a load's
         if threads > 1:
@@ -107,6 +129,20 @@ def load_on_grid(
     except (OffGrid, rasterio.errors.RasterioError, OSError, ValueError) as exc:
         log.debug("tile %s: odc-stac reads this load: %s", tile.id, exc)
         return None
+    return _dataset(skeleton, acquisitions, arrays)
+
+
+class UnreadableAsset(OSError):
+    """A remote asset could not be read (HTTP error, truncated file): an OSError, so the caller retries the load."""
+
+
+def _hrefs(acquisition: Acquisition, name: str) -> str:
+    """The hrefs of one asset of an acquisition's items, for messages."""
+    return ", ".join(item.assets[name].href for item in acquisition.items if name in item.assets)
+
+
+def _dataset(skeleton: xr.Dataset, acquisitions: list[Acquisition], arrays: dict[str, np.ndarray]) -> xr.Dataset:
+    """The pasted arrays laid out as odc-stac's load: the skeleton's variables, attributes and coordinates."""
     # odc-stac's mk_dataset: a DataArray of the groups' naive datetimes.
     time = xr.DataArray([acq.items[0].datetime.replace(tzinfo=None) for acq in acquisitions], dims=("time",))
     coords = {**{name: coord for name, coord in skeleton.coords.items() if name != "time"}, "time": time}

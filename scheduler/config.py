@@ -121,6 +121,11 @@ class SourceConfig(_Section):
     backoff_seconds: Annotated[float, Field(ge=0)] = Field(
         default=2.0, description="First wait before a retry; doubled each time (with jitter), capped at 60 s"
     )
+    read_concurrency: Annotated[int, Field(ge=1, le=128)] = Field(
+        default=32,
+        description="Remote assets (http(s)://, s3://, ...) a tile's load reads at once, whatever the CPU count: "
+        "each read waits on the network, not the CPU",
+    )
     skip_acquisitions: list[str] = Field(
         default=[], description="Item ids or dates (YYYY-MM-DD) never to absorb, e.g. an asset that stays broken"
     )

@@ -11,7 +11,6 @@ import logging
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +45,7 @@ from scheduler.loading import (
     warming_up,
 )
 from scheduler.monitors import fit_monitor, report_layers
+from scheduler.outcomes import RunResult, TileOutcome
 from scheduler.series_chunks import note_series, record_series, series_writer
 from scheduler.sources import ImagerySource, nothing_found, source_from_config, unreadable_in
 from scheduler.state import (
@@ -62,47 +62,6 @@ from scheduler.state import (
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
-
-
-@dataclass
-class TileOutcome:
-    """What one tile did in a run."""
-
-    tile_id: str
-    absorbed: list[str] = field(default_factory=list)
-    skipped_late: list[str] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)  # items the search found but could not read
-    error: str | None = None
-    # The state the tile's work left on disk, for its report in this process (see stage); never sent from dask.
-    state: TileState | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def ok(self) -> bool:
-        """No error."""
-        return self.error is None
-
-
-@dataclass
-class RunResult:
-    """What a fit or update run did."""
-
-    tiles: list[TileOutcome]
-    publication: Publication | None = None  # the newest publication of the run
-    publications: list[Publication] = field(default_factory=list)  # every one, in order (dask: one per tile)
-
-    def __post_init__(self) -> None:
-        if self.publication is not None and not self.publications:
-            self.publications = [self.publication]
-
-    @property
-    def failed(self) -> list[TileOutcome]:
-        """Tiles that failed."""
-        return [t for t in self.tiles if not t.ok]
-
-    @property
-    def acquisitions(self) -> int:
-        """Distinct acquisitions absorbed (by any tile)."""
-        return len({key for t in self.tiles for key in t.absorbed})
 
 
 def fingerprint(cfg: Config) -> dict:
@@ -182,8 +141,12 @@ def _fields(tile: Tile, exc: Exception) -> dict[str, str | None]:
 class Pipeline:
     """Runs fit and updates for the configured area; one instance per process."""
 
-    def __init__(self, cfg: Config, source: ImagerySource | None = None) -> None:
+    def __init__(
+        self, cfg: Config, source: ImagerySource | None = None, executor: parallel.DaskExecutor | None = None
+    ) -> None:
         self.cfg = cfg
+        # Where runs go when compute asks for dask (compute.executor); the process's own one unless given.
+        self.executor = executor or parallel.default_executor()
         # dask workers build their own source from the config: a source given here stays in this process.
         self.own_source = source is None
         self.source = source or source_from_config(cfg.source)
@@ -517,7 +480,7 @@ class Pipeline:
 
     def _on_dask(self) -> bool:
         """Whether this run goes to the dask cluster (compute.executor; never with a source given in code)."""
-        if not parallel.use_dask(self.cfg):
+        if not self.executor.wanted(self.cfg):
             return False
         if not self.own_source:
             log.warning("compute: a source given in code cannot be sent to dask workers; running tiles serially")
@@ -535,7 +498,7 @@ class Pipeline:
         require_free(self.cfg.output.dir, self.cfg.output.min_free_mb)
         if self._on_dask():
             task, args = (parallel.fit_task, ()) if until is None else (parallel.fit_forward_task, (until,))
-            return parallel.run_tiles(self, tiles, task, *args, progress=lambda _: progress and progress(1))
+            return self.executor.run_tiles(self, tiles, task, *args, progress=lambda _: progress and progress(1))
 
         def fit(pipeline: Pipeline, tile: Tile) -> TileOutcome:
             try:
@@ -561,7 +524,7 @@ class Pipeline:
         require_free(self.cfg.output.dir, self.cfg.output.min_free_mb)
         if self._on_dask():
             # Progress comes per tile from a cluster: the bar advances by the tile's acquisitions.
-            return parallel.run_tiles(
+            return self.executor.run_tiles(
                 self,
                 tiles,
                 parallel.update_task,
