@@ -184,7 +184,7 @@ MODULE_MARKERS: dict[str, tuple[str, ...]] = {
 
 
 # Single tests of otherwise quick modules that take over 10 s.
-SLOW_TESTS = {"test_speed_1000_by_1000_by_150", "test_monitor_detects_the_planted_drop[iqr-RIRLS]"}
+SLOW_TESTS = {"test_monitor_detects_the_planted_drop[iqr-RIRLS]"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
