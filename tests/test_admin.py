@@ -14,7 +14,7 @@ import pytest
 from catalog.runs import RunLog
 from catalog.store import CatalogLayout, read_index
 from scheduler.clock import Clock
-from scheduler.config import ScheduleConfig
+from scheduler.config import Config, ScheduleConfig
 from scheduler.demo import DemoArchive
 from scheduler.jobs import UpdateJob
 from scheduler.pipeline import Pipeline
@@ -24,7 +24,7 @@ from server.cli import main
 from server.routers.admin import AdminActions
 from server.settings import ServerSettings
 
-from conftest import RUN_STEPS, DemoRun, free_port, make_workspace, serve_app
+from conftest import RUN_STEPS, DemoRun, clone_workspace, free_port, serve_app
 
 TOKEN = "s3cret-admin-token-0123456789"
 
@@ -108,11 +108,12 @@ def test_serve_refuses_a_short_token_with_one_line(
     assert err == "nrt-alerts: error: the admin token must have at least 16 characters"
 
 
-def test_trigger_runs_the_update_and_reload_shows_it(tmp_path: Path, demo_archive: DemoArchive) -> None:
-    cfg = make_workspace(tmp_path / "ws", demo_archive)
+def test_trigger_runs_the_update_and_reload_shows_it(
+    tmp_path: Path, demo_archive: DemoArchive, forwarded: Config
+) -> None:
+    # Fitted and updated to RUN_STEPS[0] once per session (conftest), copied.
+    cfg = clone_workspace(tmp_path / "ws", forwarded, demo_archive)
     pipeline = Pipeline(cfg)
-    pipeline.run_fit()
-    pipeline.run_update(RUN_STEPS[0])
     layout = CatalogLayout(cfg.output.stac_dir)
     before = read_index(layout)
     job = UpdateJob(pipeline, Clock(start=RUN_STEPS[1], days_per_minute=1e-9), ScheduleConfig())
