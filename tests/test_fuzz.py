@@ -41,40 +41,22 @@ def api_schema(static_run: DemoRun) -> schemathesis.BaseSchema:
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
-# POST statistics takes a GeoJSON body of up to max_features features: one example cost about 2.8 s on 2 busy cores
-# (70 s of the module's 160 s at 25 examples), so it gets fewer; every other operation gets EXAMPLES.
-BODY_STATISTICS = {"method": "POST", "path": "/layers/{layer}/statistics"}
-BODY_EXAMPLES = EXAMPLES if DIGGING else 8
 
 
-def _settings(examples: int) -> settings:
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        derandomize=not DIGGING,  # the same inputs on every CI run: a failure here is a bug, never bad luck
-        phases=[Phase.explicit, Phase.generate, Phase.shrink],
-        suppress_health_check=list(HealthCheck),
-    )
-
-
-def _call(case: schemathesis.Case) -> None:
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=not DIGGING,  # the same inputs on every CI run: a failure here is a bug, never bad luck
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    suppress_health_check=list(HealthCheck),
+)
+def test_api_answers_every_generated_request(case: schemathesis.Case) -> None:
     case.call_and_validate(checks=[not_a_server_error, no_traceback, content_type_conformance])
 
 
-@schema.exclude(**BODY_STATISTICS).parametrize()
-@_settings(EXAMPLES)
-def test_api_answers_every_generated_request(case: schemathesis.Case) -> None:
-    _call(case)
-
-
-@schema.include(**BODY_STATISTICS).parametrize()
-@_settings(BODY_EXAMPLES)
-def test_statistics_answers_every_generated_body(case: schemathesis.Case) -> None:
-    _call(case)
-
-
 def test_every_operation_is_fuzzed(api_schema: schemathesis.BaseSchema) -> None:
-    """The two parametrisations above cover the whole document, the admin operations included."""
+    """The parametrisation above covers the whole document, the admin operations included."""
     operations = {f"{op.method.upper()} {op.path}" for op in (r.ok() for r in api_schema.get_all_operations())}
     assert len(operations) >= 20
     assert {"POST /admin/run", "POST /admin/reload", "GET /wms", "GET /point/{lon},{lat}"} <= operations
