@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import Request, sync_playwright
+from playwright.sync_api import Route, sync_playwright
 from rasterio.warp import transform_bounds
 from test_web_map import (  # noqa: F401 (areas: a fixture)
     CHROMIUM,
@@ -27,19 +27,19 @@ from conftest import DemoRun
 pytestmark = pytest.mark.browser
 # The background's colours (map.js BG).
 LAND, SEA, OUTLINE = np.array([244, 242, 236]), np.array([219, 230, 236]), np.array([46, 91, 42])
-# No host name resolves (but loopback's): a request that leaves the server fails at once instead of hanging.
-OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
 
 
-def _record_outside(base: str, outside: list[str]):
-    """A request listener that records every request not to the server (the resolver rules make them fail fast)."""
+def _loopback_only(base: str, outside: list[str]):
+    """A route handler that lets requests to the server through and blocks (and records) any other."""
 
-    def record(request: Request) -> None:
-        # blob: URLs of the page's own origin are objects in its memory (MapLibre's workers), not requests.
-        if not request.url.startswith((f"{base}/", f"blob:{base}/")):
-            outside.append(request.url)
+    def handle(route: Route) -> None:
+        if route.request.url.startswith(f"{base}/"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
 
-    return record
+    return handle
 
 
 class MapBrowser:
@@ -68,12 +68,10 @@ def browser(static_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             str(tmp_path_factory.mktemp("chromium-tools")),
             executable_path=CHROMIUM,
             headless=True,
-            args=[*FLAGS, OFFLINE],
+            args=FLAGS,
             viewport=VIEWPORT,
         )
-        # Listened to, not routed: routing would turn Chromium's HTTP cache off, and every tab would fetch and the
-        # server render every tile again (about 25 s a tab on 2 busy cores); the tests read the map, not the cache.
-        context.on("request", _record_outside(static_server, outside))
+        context.route("**/*", _loopback_only(static_server, outside))
         opened = MapBrowser(context, static_server, outside)
         try:
             yield opened
