@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from catalog.atomic import file_version
 from catalog.errors import LayerNotFound
 from catalog.layers import LAYERS_BY_NAME, PUBLISHED_LAYERS, LayerSpec
 from catalog.store import CatalogLayout, Publication, PublicationIndex, read_index
@@ -22,19 +23,18 @@ class ResolvedLayer:
 
 
 class LayerRegistry:
-    """Reads the publication index, re-reading it only when the file changes."""
+    """Reads the publication index, re-reading it only when its file version (catalog.atomic.file_version) changes."""
 
     def __init__(self, stac_dir: Path) -> None:
         self.layout = CatalogLayout(stac_dir)
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._index = PublicationIndex()
 
     def index(self) -> PublicationIndex:
         """The current publication index (cheap: one stat per call)."""
         try:
-            st = self.layout.index_path.stat()
-            stamp = (st.st_mtime_ns, st.st_ino)
+            stamp = file_version(self.layout.index_path)
         except FileNotFoundError:
             return PublicationIndex()
         with self._lock:

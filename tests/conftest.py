@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import shutil
 import socket
 import threading
 import time
@@ -62,6 +63,31 @@ def make_workspace(root: Path, archive: DemoArchive) -> Config:
     if not link.exists():
         link.symlink_to(archive.root, target_is_directory=True)
     return load_config(write_demo_config(root, archive.spec, tile_size=TILE_SIZE))
+
+
+def clone_workspace(root: Path, source: Config, archive: DemoArchive) -> Config:
+    """A new deployment folder holding a copy of `source`'s outputs (states, catalog, logs): its own to change."""
+    cfg = make_workspace(root, archive)
+    shutil.copytree(source.output.dir, cfg.output.dir, symlinks=True)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def fitted(tmp_path_factory: pytest.TempPathFactory, demo_archive: DemoArchive) -> Config:
+    """Both tiles of the shared archive fitted on its history, once per session (read-only: clone or copy from it)."""
+    cfg = make_workspace(tmp_path_factory.mktemp("fitted"), demo_archive)
+    result = Pipeline(cfg).run_fit()
+    assert not result.failed
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def forwarded(tmp_path_factory: pytest.TempPathFactory, demo_archive: DemoArchive, fitted: Config) -> Config:
+    """`fitted`, then updated to RUN_STEPS[0] and published, once per session (read-only: take a clone_workspace)."""
+    cfg = clone_workspace(tmp_path_factory.mktemp("forwarded"), fitted, demo_archive)
+    result = Pipeline(cfg).run_update(RUN_STEPS[0])
+    assert not result.failed
+    return cfg
 
 
 @dataclass
@@ -184,7 +210,7 @@ MODULE_MARKERS: dict[str, tuple[str, ...]] = {
 
 
 # Single tests of otherwise quick modules that take over 10 s.
-SLOW_TESTS = {"test_speed_1000_by_1000_by_150", "test_monitor_detects_the_planted_drop[iqr-RIRLS]"}
+SLOW_TESTS = {"test_monitor_detects_the_planted_drop[iqr-RIRLS]"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

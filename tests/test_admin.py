@@ -14,7 +14,7 @@ import pytest
 from catalog.runs import RunLog
 from catalog.store import CatalogLayout, read_index
 from scheduler.clock import Clock
-from scheduler.config import ScheduleConfig
+from scheduler.config import Config, ScheduleConfig
 from scheduler.demo import DemoArchive
 from scheduler.jobs import UpdateJob
 from scheduler.pipeline import Pipeline
@@ -24,7 +24,7 @@ from server.cli import main
 from server.routers.admin import AdminActions
 from server.settings import ServerSettings
 
-from conftest import RUN_STEPS, DemoRun, free_port, make_workspace, serve_app
+from conftest import RUN_STEPS, DemoRun, clone_workspace, free_port, serve_app
 
 TOKEN = "s3cret-admin-token-0123456789"
 
@@ -108,11 +108,12 @@ def test_serve_refuses_a_short_token_with_one_line(
     assert err == "nrt-alerts: error: the admin token must have at least 16 characters"
 
 
-def test_trigger_runs_the_update_and_reload_shows_it(tmp_path: Path, demo_archive: DemoArchive) -> None:
-    cfg = make_workspace(tmp_path / "ws", demo_archive)
+def test_trigger_runs_the_update_and_reload_shows_it(
+    tmp_path: Path, demo_archive: DemoArchive, forwarded: Config
+) -> None:
+    # Fitted and updated to RUN_STEPS[0] once per session (conftest), copied.
+    cfg = clone_workspace(tmp_path / "ws", forwarded, demo_archive)
     pipeline = Pipeline(cfg)
-    pipeline.run_fit()
-    pipeline.run_update(RUN_STEPS[0])
     layout = CatalogLayout(cfg.output.stac_dir)
     before = read_index(layout)
     job = UpdateJob(pipeline, Clock(start=RUN_STEPS[1], days_per_minute=1e-9), ScheduleConfig())
@@ -144,32 +145,43 @@ def test_trigger_runs_the_update_and_reload_shows_it(tmp_path: Path, demo_archiv
         assert RunLog(cfg.output.run_log).read()[-1].acquisitions == 0
 
 
+def _rewrite_keeping_mtime(path: Path, text: str) -> None:
+    """Overwrite a file in place (same inode) and put its modification time back."""
+    stamp = path.stat()
+    with path.open("r+") as f:
+        f.write(text)
+        f.truncate()
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+
+
 def test_reload_rereads_an_index_whose_stamp_did_not_change(tmp_path: Path, static_run: DemoRun) -> None:
-    """On file systems with coarse or unreliable mtimes the server cannot see a new index by itself: reload does."""
+    """The server sees a new index by its file version (mtime, size, inode); one rewritten in place that keeps all
+    three (coarse or unreliable mtimes, a restore from backup) stays stale until an operator's reload re-reads it."""
     stac = tmp_path / "stac"
     shutil.copytree(static_run.cfg.output.stac_dir, stac)
     index_path = CatalogLayout(stac).index_path
     full = index_path.read_text()
     data = json.loads(full)
     assert len(data["publications"]) == 4
-    older = {**data, "publications": data["publications"][:2]}
-    index_path.write_text(json.dumps(older))
+    index_path.write_text(json.dumps({**data, "publications": data["publications"][:2]}))
     app = create_app(ServerSettings(stac_dir=stac, admin_token=TOKEN))
     with serve_app(app) as url:
         assert len(httpx.get(f"{url}/layers").json()[0]["versions"]) == 2
-        # The new index lands in place with the old stamp (same inode, same mtime).
-        stamp = index_path.stat()
-        with index_path.open("r+") as f:
-            f.write(full)
-            f.truncate()
-        os.utime(index_path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
-        assert index_path.stat().st_ino == stamp.st_ino
-        assert len(httpx.get(f"{url}/layers").json()[0]["versions"]) == 2, "stale until reloaded"
+        # Rewritten in place with the old mtime and inode but another size: a new version, seen without a reload.
+        three = json.dumps({**data, "publications": data["publications"][:3]})
+        _rewrite_keeping_mtime(index_path, three[:-1] + " " * (len(full) - len(three)) + "}")
+        assert len(httpx.get(f"{url}/layers").json()[0]["versions"]) == 3
+        # The full index lands in place with the whole stamp of the previous one (same inode, mtime and size).
+        before = index_path.stat()
+        _rewrite_keeping_mtime(index_path, full)
+        after = index_path.stat()
+        assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+        assert len(httpx.get(f"{url}/layers").json()[0]["versions"]) == 3, "stale until reloaded"
         response = httpx.post(f"{url}/admin/reload", headers=bearer(TOKEN))
         assert response.status_code == 200
         assert response.json() == {
             "latest_version": data["publications"][-1]["id"],
-            "previous_version": data["publications"][1]["id"],
+            "previous_version": data["publications"][2]["id"],
             "publications": 4,
         }
         assert httpx.get(f"{url}/layers").json()[0]["versions"] == [p["id"] for p in data["publications"]]

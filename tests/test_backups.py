@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from scheduler.pipeline import Pipeline
 from scheduler.state import check_file, generations, load_state, save_state
 from server.cli import main
 
-from conftest import DemoRun, latest_layers, make_workspace
+from conftest import DemoRun, clone_workspace, latest_layers
 
 UNTIL = "2023-06-15"
 
@@ -42,19 +41,16 @@ def _same_state(got, want) -> None:
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory, demo_archive: DemoArchive) -> Config:
-    """A deployment fitted and updated to 2023-05-31 (generation 1 of each tile is its fit)."""
-    cfg = make_workspace(tmp_path_factory.mktemp("backups") / "pristine", demo_archive)
+def pristine(tmp_path_factory: pytest.TempPathFactory, demo_archive: DemoArchive, fitted: Config) -> Config:
+    """A deployment fitted (conftest's, copied) and updated to 2023-05-31 (generation 1 of each tile is its fit)."""
+    cfg = clone_workspace(tmp_path_factory.mktemp("backups") / "pristine", fitted, demo_archive)
     pipeline = Pipeline(cfg)
-    pipeline.run_fit()
     pipeline.run_update(dt.datetime(2023, 5, 31, 23, 59, tzinfo=dt.UTC))
     return cfg
 
 
 def _clone(pristine: Config, root: Path, demo_archive: DemoArchive) -> Config:
-    cfg = make_workspace(root, demo_archive)
-    shutil.copytree(pristine.output.dir, cfg.output.dir, symlinks=True)
-    return cfg
+    return clone_workspace(root, pristine, demo_archive)
 
 
 def _error_line(capsys) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -501,28 +500,3 @@ def test_errors() -> None:
     with pytest.raises(ValueError, match="earlier"):
         model.monitor(np.zeros((1, 1)), D(1))
     model.monitor(np.zeros((1, 1)), dt.datetime(2023, 1, 21, tzinfo=dt.UTC))  # aware: converted, same instant ok
-
-
-def test_speed_1000_by_1000_by_150() -> None:
-    n_time, n = 150, 1000
-    times = pd.date_range("2019-01-01", periods=n_time, freq="8D")
-    t = ((times - pd.Timestamp("1970-01-01")).total_seconds() / 86400 / 365.25).to_numpy()
-    signal = (0.7 + 0.1 * np.cos(2 * np.pi * t)).astype(np.float32)
-    rng = np.random.default_rng(1)
-    data = rng.standard_normal((n_time, n, n), dtype=np.float32)
-    data *= np.float32(0.02)
-    data += signal[:, None, None]
-    data[rng.random((n_time, n, n), dtype=np.float32) < 0.3] = np.nan
-    da = xr.DataArray(data, dims=("time", "y", "x"), coords={"time": times})
-    model = CCDCNRT()
-    t0 = time.perf_counter()
-    model.fit(da)
-    t1 = time.perf_counter()
-    when = dt.datetime(2022, 4, 15)
-    model.monitor(data[-1], when)
-    t2 = time.perf_counter()
-    model.layers()
-    model.alert_stage()
-    t3 = time.perf_counter()
-    print(f"fit {t1 - t0:.2f} s, monitor {t2 - t1:.3f} s, layers + stage {t3 - t2:.3f} s")
-    assert (model.mask == 1).mean() > 0.99

@@ -8,11 +8,12 @@ import sys
 import numpy as np
 
 from catalog.store import CatalogLayout, read_index
+from scheduler.config import Config
 from scheduler.demo import DemoArchive
 from scheduler.pipeline import Pipeline
 from scheduler.state import load_state
 
-from conftest import RUN_STEPS, DemoRun, make_workspace
+from conftest import RUN_STEPS, DemoRun, clone_workspace
 
 
 def _arrays(state) -> dict[str, np.ndarray]:
@@ -22,11 +23,12 @@ def _arrays(state) -> dict[str, np.ndarray]:
     return arrays
 
 
-def test_two_updates_at_once_equal_one_sequential_run(tmp_path, demo_archive: DemoArchive, static_run: DemoRun):
-    cfg = make_workspace(tmp_path / "ws", demo_archive)
+def test_two_updates_at_once_equal_one_sequential_run(
+    tmp_path, demo_archive: DemoArchive, static_run: DemoRun, forwarded: Config
+):
+    # Fitted and updated to RUN_STEPS[0] once per session (conftest), copied.
+    cfg = clone_workspace(tmp_path / "ws", forwarded, demo_archive)
     pipeline = Pipeline(cfg)
-    pipeline.run_fit()
-    pipeline.run_update(RUN_STEPS[0])
     before = len(read_index(CatalogLayout(cfg.output.stac_dir)).publications)
     config = tmp_path / "ws" / "nrt-alerts.toml"
     # Different horizons: without locking, the shorter run could save last and roll the longer one back.

@@ -32,7 +32,7 @@ from scheduler.demo import DemoArchive
 from scheduler.pipeline import Pipeline
 from scheduler.state import TileState, generations, load_state
 
-from conftest import make_workspace
+from conftest import clone_workspace
 
 BASE_UNTIL = "2023-05-31"  # the deployment every case starts from
 UNTIL = "2023-06-15"  # the interrupted update: 3 acquisitions per tile, then one publication
@@ -149,18 +149,15 @@ def update_argv(cfg: Config, until: str) -> list[str]:
 
 def clone(bench: Bench, name: str) -> Config:
     """A fresh deployment in the starting state."""
-    cfg = make_workspace(bench.root / name, bench.archive)
-    shutil.copytree(bench.base.output.dir, cfg.output.dir, symlinks=True)
-    return cfg
+    return clone_workspace(bench.root / name, bench.base, bench.archive)
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory: pytest.TempPathFactory, demo_archive: DemoArchive) -> Iterator[Bench]:
+def bench(tmp_path_factory: pytest.TempPathFactory, demo_archive: DemoArchive, fitted: Config) -> Iterator[Bench]:
     root = tmp_path_factory.mktemp("crash")
-    base = make_workspace(root / "base", demo_archive)
+    base = clone_workspace(root / "base", fitted, demo_archive)  # conftest's fit, copied
     assert base.output.dir == root / "base" / "output"
     pipeline = Pipeline(base)
-    pipeline.run_fit()
     pipeline.run_update(pipeline_until(BASE_UNTIL))
     zygote = Zygote(root / "children.log")
     try:

@@ -39,7 +39,7 @@ from scheduler.monitors import absorb
 from scheduler.pipeline import Pipeline, RunResult
 from scheduler.state import TileState, load_state
 
-from conftest import free_port, make_workspace, serve_app
+from conftest import free_port, serve_app
 from stac_api import require_postgres, running_stac_api
 
 UNTIL = dt.datetime(2023, 2, 28, 23, 59, tzinfo=dt.UTC)  # 12 acquisitions after the history (2021-2022)
@@ -48,15 +48,6 @@ TILE_A, TILE_B = "r000c000", "r000c001"
 
 
 # -- shared set-up ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def fitted(demo_archive: DemoArchive, tmp_path_factory: pytest.TempPathFactory) -> Config:
-    """Both tiles fitted on the demo history once; every test copies these states."""
-    cfg = make_workspace(tmp_path_factory.mktemp("faults-fitted"), demo_archive)
-    result = Pipeline(cfg).run_fit()
-    assert not result.failed
-    return cfg
 
 
 def workspace(root: Path, fitted: Config, **source: object) -> Pipeline:

@@ -74,12 +74,9 @@ def _close_cluster() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def fitted_states(tmp_path_factory: pytest.TempPathFactory, demo_archive: DemoArchive) -> Path:
-    """States fitted serially once; tests copy them into their own workspace."""
-    cfg = make_workspace(tmp_path_factory.mktemp("fitted"), demo_archive)
-    result = Pipeline(cfg).run_fit()
-    assert not result.failed
-    return cfg.output.state_dir
+def fitted_states(fitted: Config) -> Path:
+    """States fitted serially once (conftest's `fitted`); tests copy them into their own workspace."""
+    return fitted.output.state_dir
 
 
 def fitted_workspace(root: Path, archive: DemoArchive, states: Path) -> Config:

@@ -8,12 +8,12 @@ import time
 from catalog.locking import file_lock
 from catalog.store import CatalogLayout, read_index
 from scheduler.clock import Clock
-from scheduler.config import ScheduleConfig
+from scheduler.config import Config, ScheduleConfig
 from scheduler.demo import DemoArchive
 from scheduler.jobs import UpdateJob
 from scheduler.pipeline import Pipeline
 
-from conftest import RUN_STEPS, make_workspace
+from conftest import RUN_STEPS, clone_workspace, make_workspace
 
 
 class FakeWall:
@@ -39,11 +39,10 @@ def test_demo_clock_runs_fast_and_stops() -> None:
     assert abs((real - dt.datetime.now(dt.UTC)).total_seconds()) < 5
 
 
-def test_scheduled_runs_publish_new_acquisitions(tmp_path, demo_archive: DemoArchive) -> None:
-    cfg = make_workspace(tmp_path / "ws", demo_archive)
+def test_scheduled_runs_publish_new_acquisitions(tmp_path, demo_archive: DemoArchive, forwarded: Config) -> None:
+    # Fitted and updated to RUN_STEPS[0] once per session (conftest), copied.
+    cfg = clone_workspace(tmp_path / "ws", forwarded, demo_archive)
     pipeline = Pipeline(cfg)
-    pipeline.run_fit()
-    pipeline.run_update(RUN_STEPS[0])
     layout = CatalogLayout(cfg.output.stac_dir)
     before = len(read_index(layout).publications)
     # 30 simulated days per wall second, a run every second: each run finds new acquisitions.

@@ -18,7 +18,7 @@ from scheduler.config import Config
 from scheduler.demo import DemoArchive
 from scheduler.pipeline import Pipeline
 
-from conftest import make_workspace
+from conftest import clone_workspace, make_workspace
 
 FIRST_UPDATE = dt.datetime(2023, 5, 31, 23, 59, tzinfo=dt.UTC)
 UNTIL = dt.datetime(2023, 6, 15, 23, 59, tzinfo=dt.UTC)
@@ -26,11 +26,10 @@ LATER = dt.datetime(2023, 7, 15, 23, 59, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory, demo_archive: DemoArchive) -> Config:
-    """A deployment fitted and updated to 2023-05-31, published."""
-    cfg = make_workspace(tmp_path_factory.mktemp("staging") / "pristine", demo_archive)
+def pristine(tmp_path_factory: pytest.TempPathFactory, demo_archive: DemoArchive, fitted: Config) -> Config:
+    """A deployment fitted (conftest's, copied) and updated to 2023-05-31, published."""
+    cfg = clone_workspace(tmp_path_factory.mktemp("staging") / "pristine", fitted, demo_archive)
     pipeline = Pipeline(cfg)
-    pipeline.run_fit()
     pipeline.run_update(FIRST_UPDATE)
     return cfg
 

@@ -11,21 +11,20 @@ from fastapi.testclient import TestClient
 from catalog.locking import file_lock
 from catalog.runs import RunLog, RunRecord
 from scheduler.clock import Clock
-from scheduler.config import ScheduleConfig
+from scheduler.config import Config, ScheduleConfig
 from scheduler.demo import DemoArchive
 from scheduler.jobs import UpdateJob
 from scheduler.pipeline import Pipeline
 from server.app import create_app
 from server.settings import ServerSettings
 
-from conftest import RUN_STEPS, DemoRun, make_workspace
+from conftest import RUN_STEPS, DemoRun, clone_workspace
 
 
-def test_every_run_is_recorded(tmp_path, demo_archive: DemoArchive) -> None:
-    cfg = make_workspace(tmp_path / "ws", demo_archive)
+def test_every_run_is_recorded(tmp_path, demo_archive: DemoArchive, forwarded: Config) -> None:
+    # Fitted and updated to RUN_STEPS[0] once per session (conftest), copied.
+    cfg = clone_workspace(tmp_path / "ws", forwarded, demo_archive)
     pipeline = Pipeline(cfg)
-    pipeline.run_fit()
-    pipeline.run_update(RUN_STEPS[0])
     job = UpdateJob(pipeline, Clock(start=RUN_STEPS[1], days_per_minute=1e-9), ScheduleConfig())
     job.run_once()
     job.run_once()  # nothing new the second time
