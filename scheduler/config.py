@@ -478,7 +478,7 @@ class Config(BaseSettings):
     source: SourceConfig
     index: IndexConfig = IndexConfig()
     forest_mask: ForestMaskConfig = ForestMaskConfig()
-    monitor: MonitorConfig = IQRConfig()
+    monitor: MonitorConfig = CCDCNRTConfig()
     history: HistoryConfig
     clock: ClockConfig = ClockConfig()
     schedule: ScheduleConfig = ScheduleConfig()
