@@ -123,6 +123,16 @@ def _years(when: dt.datetime) -> float:
     return (when - EPOCH).total_seconds() / SECONDS_PER_DAY / YEAR_DAYS
 
 
+def _column_median(values: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Median of each column's count[j] finite values (the non-finite ones, +inf, sort after them)."""
+    ordered = np.sort(values, axis=0)
+    low = np.maximum(count - 1, 0) // 2
+    high = np.maximum(count, 1) // 2
+    take = np.take_along_axis
+    median = 0.5 * (take(ordered, low[None, :], 0)[0] + take(ordered, np.minimum(high, len(values) - 1)[None, :], 0)[0])
+    return np.where(count > 0, median, np.nan)
+
+
 def regional_median(values: np.ndarray, block: int, min_share: float = 0.25) -> np.ndarray:
     """Per-pixel regional level of a 2-D array with NaNs: block medians, bilinearly interpolated between centres.
 
@@ -323,11 +333,10 @@ class CCDCNRT:
             if ok.any() and self.history_outliers:
                 # Clouds and shadows the mask called clear inflate the RMSE and hide small clearings behind it:
                 # drop history observations beyond history_outliers robust sigmas (MAD) and fit again.
-                residual = np.where(clear, values - design @ coef.T, np.nan)
-                with np.errstate(all="ignore"), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of unfitted pixels
-                    mad = np.nanmedian(np.abs(residual - np.nanmedian(residual, axis=0)), axis=0)
-                    inlier = np.abs(residual) <= self.history_outliers * MAD_TO_SIGMA * np.maximum(mad, RMSE_FLOOR)
+                # The residuals of a fit with an intercept are centred: their median absolute value is the MAD.
+                deviation = np.abs(np.where(clear, values - design @ coef.T, np.inf))
+                mad = _column_median(deviation, clear.sum(axis=0))
+                inlier = deviation <= self.history_outliers * MAD_TO_SIGMA * np.maximum(mad, RMSE_FLOOR)
                 inlier &= clear & ok[None, :]
                 # A pixel keeps its first fit when screening would leave it too few observations.
                 refit = inlier.sum(axis=0) >= MIN_OBS_FACTOR * n_coef
