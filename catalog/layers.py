@@ -41,7 +41,10 @@ DATE = LayerSpec(
     dtype="uint16",
     nodata=DATE_NODATA,
     title="Detection date",
-    description="Date the alert was first detected, in days since 1970-01-01; 0 = no alert.",
+    description=(
+        "Date of the first anomalous observation of the run of anomalies that led to the alert (a lone outlier "
+        "before that run, or a passing cloud, does not date it), in days since 1970-01-01; 0 = no alert."
+    ),
     unit="days since 1970-01-01",
 )
 CONFIRMED = LayerSpec(
@@ -50,7 +53,10 @@ CONFIRMED = LayerSpec(
     dtype="uint16",
     nodata=DATE_NODATA,
     title="Confirmation date",
-    description="Date the alert was confirmed, in days since 1970-01-01; 0 = not confirmed.",
+    description=(
+        "Date of the observation that confirmed the alert (completed its run of anomalies), in days since "
+        "1970-01-01; 0 = not confirmed."
+    ),
     unit="days since 1970-01-01",
 )
 MAGNITUDE = LayerSpec(

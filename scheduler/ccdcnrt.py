@@ -61,9 +61,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import warnings
 
 import numpy as np
 import xarray as xr
+from scipy import ndimage
 
 from catalog.design import ccdcnrt_design
 from scheduler.errors import NotFittedError
@@ -88,6 +90,8 @@ SECONDS_PER_DAY = 86400.0
 FINISHED = BREAK
 
 MIN_OBS_FACTOR = 1.5
+# 1.4826 x the median absolute deviation estimates a normal distribution's sigma.
+MAD_TO_SIGMA = 1.4826
 # A noiseless history has rmse 0; the floor keeps confidence finite instead of inf or NaN.
 RMSE_FLOOR = 1e-9
 # Pixels per block in fit: bounds its working arrays (time x pixels float64, pixels x p x p) to ~200 MB at 150 dates.
@@ -117,6 +121,42 @@ def _day(when: dt.datetime) -> int:
 def _years(when: dt.datetime) -> float:
     """Years of 365.25 days since 1970-01-01, the model's time axis."""
     return (when - EPOCH).total_seconds() / SECONDS_PER_DAY / YEAR_DAYS
+
+
+def _column_median(values: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Median of each column's count[j] finite values (the non-finite ones, +inf, sort after them)."""
+    ordered = np.sort(values, axis=0)
+    low = np.maximum(count - 1, 0) // 2
+    high = np.maximum(count, 1) // 2
+    take = np.take_along_axis
+    median = 0.5 * (take(ordered, low[None, :], 0)[0] + take(ordered, np.minimum(high, len(values) - 1)[None, :], 0)[0])
+    return np.where(count > 0, median, np.nan)
+
+
+def regional_median(values: np.ndarray, block: int, min_share: float = 0.25) -> np.ndarray:
+    """Per-pixel regional level of a 2-D array with NaNs: block medians, bilinearly interpolated between centres.
+
+    A block with fewer than min_share of its pixels valid has no level of its own (0, the model's expectation).
+    """
+    rows, cols = values.shape
+    n_r, n_c = -(-rows // block), -(-cols // block)
+    padded = np.full((n_r * block, n_c * block), np.nan)
+    padded[:rows, :cols] = values
+    blocks = padded.reshape(n_r, block, n_c, block).transpose(0, 2, 1, 3).reshape(n_r, n_c, block * block)
+    valid = np.isfinite(blocks).sum(axis=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks
+        level = np.nanmedian(blocks, axis=2)
+    level = np.where(valid >= min_share * block * block, level, 0.0)
+    # Block centres at (i + 0.5) * block - 0.5; pixels between them are interpolated, beyond them held.
+    r = np.clip((np.arange(rows) + 0.5) / block - 0.5, 0, n_r - 1)
+    c = np.clip((np.arange(cols) + 0.5) / block - 0.5, 0, n_c - 1)
+    r0, c0 = np.floor(r).astype(int), np.floor(c).astype(int)
+    r1, c1 = np.minimum(r0 + 1, n_r - 1), np.minimum(c0 + 1, n_c - 1)
+    fr, fc = (r - r0)[:, None], (c - c0)[None, :]
+    top = level[r0][:, c0] * (1 - fc) + level[r0][:, c1] * fc
+    bottom = level[r1][:, c0] * (1 - fc) + level[r1][:, c1] * fc
+    return top * (1 - fr) + bottom * fr
 
 
 def _saturating_add(array: np.ndarray, where: np.ndarray, amount: np.ndarray | int = 1) -> None:
@@ -150,6 +190,10 @@ class CCDCNRT:
         must_stay_changed: bool = True,
         direction: str = "both",
         monitoring_start: dt.date | None = None,
+        armed_by_history: bool = False,
+        history_outliers: float | None = None,
+        regional_block: int = 0,
+        outlier_neighbours: int = 0,
     ) -> None:
         """Set the parameters; the per-pixel state is created by fit."""
         if harmonic_order < 0:
@@ -174,6 +218,14 @@ class CCDCNRT:
         self.must_be_stable_before_change = bool(must_be_stable_before_change)
         self.must_stay_changed = bool(must_stay_changed)
         self.direction = direction
+        self.armed_by_history = bool(armed_by_history)
+        self.history_outliers = None if not history_outliers else float(history_outliers)
+        if regional_block < 0:
+            raise ValueError("regional_block must be >= 0")
+        self.regional_block = int(regional_block)
+        if not 0 <= outlier_neighbours <= 8:
+            raise ValueError("outlier_neighbours must be in 0..8")
+        self.outlier_neighbours = int(outlier_neighbours)
         # ISO strings, not date objects: the state file keeps scalars as JSON.
         self.monitoring_start = None if monitoring_start is None else _naive_utc(monitoring_start).date().isoformat()
         self.monitoring_start_day: int | None = None  # effective, set by fit
@@ -225,6 +277,41 @@ class CCDCNRT:
         self.x = np.asarray(dataarray["x"].values) if "x" in dataarray.coords else np.arange(shape[1], dtype=float)
         self.y = np.asarray(dataarray["y"].values) if "y" in dataarray.coords else np.arange(shape[0], dtype=float)
         self._reset_monitoring(shape)
+        if self.must_be_stable_before_change and self.armed_by_history:
+            stable = self._stable_tail(days[history], data, beta)
+            self.armed = (stable & fitted).astype(np.uint8).reshape(shape)
+
+    def _stable_tail(self, days: np.ndarray, data: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """Pixels whose last `window` clear history observations hold a stable window (the monitoring rule).
+
+        The fitted history plays SEPAL's calibration period: a pixel already stable at its end is armed at once, so a
+        disturbance in the first days of monitoring is alerted; a pixel changing at the history's end is not.
+        """
+        n_pix = data.shape[1]
+        seen = np.zeros(n_pix, dtype=np.int64)
+        stable = np.zeros(n_pix, dtype=np.int64)
+        for t in range(len(days) - 1, -1, -1):
+            idx = np.flatnonzero((seen < self.window) & np.isfinite(data[t]) & np.isfinite(beta[0]))
+            if idx.size == 0:
+                if not (seen < self.window).any():
+                    break
+                continue
+            row = self._design(np.array([days[t] / YEAR_DAYS - 1.0]))[0]
+            difference = row @ beta[:, idx] - data[t, idx].astype(np.float64)
+            seen[idx] += 1
+            stable[idx] += ~self._is_change(difference, idx)[1]
+        return (seen >= self.window) & (stable >= self.min_changes)
+
+    def _is_change(self, difference: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(confidence, change) of pixels idx: |difference| / RMSE beyond min_confidence, in the direction."""
+        rmse = np.maximum(self.rmse.reshape(-1)[idx].astype(np.float64), RMSE_FLOOR)
+        confidence = np.abs(difference) / rmse
+        change = confidence > self.min_confidence
+        if self.direction == "decrease":
+            change &= difference > 0
+        elif self.direction == "increase":
+            change &= difference < 0
+        return confidence, change
 
     def _solve(self, years: np.ndarray, data: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, ...]:
         """Batched NaN-aware least squares: (beta (p, n) float64, rmse (n,) float32, clear counts (n,))."""
@@ -232,43 +319,65 @@ class CCDCNRT:
         # Centring the trend keeps the normal equations well conditioned (t is ~55 years from the epoch).
         origin = float(years.mean())
         design = self._design(years, origin)
-        # Per-pixel X^T W X for all pixels in one matrix product: W^T @ (row-wise outer products of X).
-        outer = (design[:, :, None] * design[:, None, :]).reshape(len(years), n_coef * n_coef)
         n_pix = data.shape[1]
         beta = np.full((n_coef, n_pix), np.nan)
         rmse = np.full(n_pix, np.nan, dtype=np.float32)
         n_obs = np.zeros(n_pix, dtype=np.int64)
-        identity = np.eye(n_coef)
         for start in range(0, n_pix, FIT_BLOCK):
             block = slice(start, min(start + FIT_BLOCK, n_pix))
             values = data[:, block].astype(np.float64)
             clear = np.isfinite(values) & wanted[block][None, :]
             np.copyto(values, 0.0, where=~clear)
-            count = clear.sum(axis=0)
-            n_obs[block] = count
-            ok = count >= MIN_OBS_FACTOR * n_coef
-            if not ok.any():
-                continue
-            xtx = (clear.astype(np.float64).T @ outer).reshape(-1, n_coef, n_coef)
-            xty = (design.T @ values).T[..., None]
-            # Solving every pixel of the block (identity for the unfitted ones) beats gathering the fitted columns.
-            xtx[~ok] = identity
-            xty[~ok] = 0.0
-            try:
-                coef = np.linalg.solve(xtx, xty)[..., 0]
-            except np.linalg.LinAlgError:
-                # A singular system (clear dates that cannot separate the harmonics) fails the whole batch:
-                # the pseudo-inverse gives the minimum-norm solution for those pixels instead.
-                coef = (np.linalg.pinv(xtx) @ xty)[..., 0]
-            # SSR = y'Wy - beta'X'Wy at the least-squares solution: no (time, pixels) residual array needed.
-            ssr = np.einsum("tn,tn->n", values, values) - np.einsum("np,np->n", coef, xty[..., 0])
-            ssr = np.maximum(ssr, 0.0)  # rounding can push an exact fit below zero
-            dof = np.maximum(count - n_coef, 1)
-            rmse[block] = np.where(ok, np.sqrt(ssr / dof), np.nan).astype(np.float32)
+            n_obs[block] = clear.sum(axis=0)
+            coef, block_rmse, ok = self._least_squares(design, values, clear)
+            if ok.any() and self.history_outliers:
+                # Clouds and shadows the mask called clear inflate the RMSE and hide small clearings behind it:
+                # drop history observations beyond history_outliers robust sigmas (MAD) and fit again.
+                # The residuals of a fit with an intercept are centred: their median absolute value is the MAD.
+                deviation = np.abs(np.where(clear, values - design @ coef.T, np.inf))
+                mad = _column_median(deviation, clear.sum(axis=0))
+                inlier = deviation <= self.history_outliers * MAD_TO_SIGMA * np.maximum(mad, RMSE_FLOOR)
+                inlier &= clear & ok[None, :]
+                # A pixel keeps its first fit when screening would leave it too few observations.
+                refit = inlier.sum(axis=0) >= MIN_OBS_FACTOR * n_coef
+                screened = np.where(refit[None, :], inlier, clear)
+                coef, block_rmse, ok2 = self._least_squares(design, np.where(screened, values, 0.0), screened)
+                ok &= ok2
+            block_rmse = np.where(ok, block_rmse, np.nan)
+            rmse[block] = block_rmse.astype(np.float32)
             if self.trend:
                 coef[:, 0] -= coef[:, 1] * origin
             beta[:, block] = np.where(ok, coef.T, np.nan)
         return beta, rmse, n_obs
+
+    def _least_squares(
+        self, design: np.ndarray, values: np.ndarray, clear: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-pixel least squares over the clear observations: (coef (n, p), rmse (n,), fitted (n,))."""
+        n_coef = self.n_coef
+        count = clear.sum(axis=0)
+        ok = count >= MIN_OBS_FACTOR * n_coef
+        coef = np.zeros((values.shape[1], n_coef))
+        if not ok.any():
+            return coef, np.full(values.shape[1], np.nan), ok
+        # Per-pixel X^T W X for all pixels in one matrix product: W^T @ (row-wise outer products of X).
+        outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), n_coef * n_coef)
+        xtx = (clear.astype(np.float64).T @ outer).reshape(-1, n_coef, n_coef)
+        xty = (design.T @ values).T[..., None]
+        # Solving every pixel of the block (identity for the unfitted ones) beats gathering the fitted columns.
+        xtx[~ok] = np.eye(n_coef)
+        xty[~ok] = 0.0
+        try:
+            coef = np.linalg.solve(xtx, xty)[..., 0]
+        except np.linalg.LinAlgError:
+            # A singular system (clear dates that cannot separate the harmonics) fails the whole batch:
+            # the pseudo-inverse gives the minimum-norm solution for those pixels instead.
+            coef = (np.linalg.pinv(xtx) @ xty)[..., 0]
+        # SSR = y'Wy - beta'X'Wy at the least-squares solution: no (time, pixels) residual array needed.
+        ssr = np.einsum("tn,tn->n", values, values) - np.einsum("np,np->n", coef, xty[..., 0])
+        ssr = np.maximum(ssr, 0.0)  # rounding can push an exact fit below zero
+        dof = np.maximum(count - n_coef, 1)
+        return coef, np.where(ok, np.sqrt(ssr / dof), np.nan), ok
 
     def _reset_monitoring(self, shape: tuple[int, int]) -> None:
         """Create the per-pixel window, alert and counter arrays (nothing absorbed yet)."""
@@ -324,14 +433,22 @@ class CCDCNRT:
         row = self._design(np.array([_years(when) - 1.0]))[0]  # SEPAL compares with the model one year earlier
         reference = row @ self.beta.reshape(self.n_coef, -1)[:, idx]
         difference = reference - values[idx].astype(np.float64)
-        rmse = np.maximum(self.rmse.reshape(-1)[idx].astype(np.float64), RMSE_FLOOR)
-        confidence = np.abs(difference) / rmse
-        change = confidence > self.min_confidence
-        if self.direction == "decrease":
-            change &= difference > 0
-        elif self.direction == "increase":
-            change &= difference < 0
+        if self.regional_block:
+            difference -= self._regional(difference, idx)
+        confidence, change = self._is_change(difference, idx)
         self._absorb(idx, day, change, confidence.astype(np.float32), difference.astype(np.float32))
+
+    def _regional(self, difference: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """The regional part of the pixels' differences: the median of unalerted pixels per block, interpolated.
+
+        Smoke, haze and a drought move every pixel of a region by about the same amount, a clearing only its own:
+        the median over regional_block x regional_block pixels (larger than the largest clearing) follows the first.
+        """
+        shape = self.mask.shape
+        quiet = self.confirmation_date.reshape(-1)[idx] == 0
+        grid = np.full(shape[0] * shape[1], np.nan)
+        grid[idx[quiet]] = difference[quiet]
+        return regional_median(grid.reshape(shape), self.regional_block).reshape(-1)[idx]
 
     def _flat(self, name: str) -> np.ndarray:
         """Flat (pixels,) or (k, pixels) view of a state array."""
@@ -405,6 +522,7 @@ class CCDCNRT:
             return
         ni, bits, slots = idx[new], flags[new], pos[new]
         first = np.zeros(ni.size, dtype=np.uint16)
+        second = np.zeros(ni.size, dtype=np.uint16)
         last = np.zeros(ni.size, dtype=np.uint16)
         total_confidence = np.zeros(ni.size, dtype=np.float32)
         total_difference = np.zeros(ni.size, dtype=np.float32)
@@ -412,10 +530,16 @@ class CCDCNRT:
             is_change = ((bits >> age) & 1).astype(bool)
             slot = (slots - age) % n
             dates = f["ring_date"][slot, ni]
+            second = np.where(is_change, first, second)
             first = np.where(is_change, dates, first)
             last = np.where(is_change & (last == 0), dates, last)
             total_confidence += np.where(is_change, f["ring_confidence"][slot, ni], 0)
             total_difference += np.where(is_change, f["ring_difference"][slot, ni], 0)
+        if self.outlier_neighbours and n > 1:
+            # The run's first change was a passing cloud or halo that also hit forest around the pixel: the
+            # disturbance starts with the run's next change (an alert is dated by its own change, not a cloud's).
+            passing = self._spread(ni, first, self._passing_outlier(ni, first, f)) & (second != 0)
+            first = np.where(passing, second, first)
         dropped = np.zeros(ni.size, dtype=bool)
         if self.must_be_confirmed_in_monitoring:
             dropped = last < self.monitoring_start_day + self.calibration_days
@@ -439,6 +563,43 @@ class CCDCNRT:
         f["sum_difference"][ki] = total_difference[keep]
         for name in ("pending_count", "pending_confidence", "pending_difference"):
             f[name][ki] = 0
+
+    def _spread(self, ni: np.ndarray, day: np.ndarray, passing: np.ndarray) -> np.ndarray:
+        """Passing outliers spread over each patch of new alerts sharing their day.
+
+        Inner pixels of a clearing have no quiet neighbours to tell a passing cloud; the patch's edge does.
+        """
+        if not passing.any():
+            return passing
+        grid = np.zeros(self.mask.size, dtype=bool)
+        grid[ni] = True
+        labels, _ = ndimage.label(grid.reshape(self.mask.shape), structure=np.ones((3, 3), dtype=bool))
+        patch = labels.reshape(-1)[ni].astype(np.int64)
+        key = patch * (U16_MAX + 1) + day
+        return np.isin(key, key[passing])
+
+    def _passing_outlier(self, ni: np.ndarray, day: np.ndarray, f: dict[str, np.ndarray]) -> np.ndarray:
+        """Pixels ni with at least outlier_neighbours monitored neighbours changed on `day` and back to normal now."""
+        height, width = self.mask.shape
+        rows, cols = np.divmod(ni, width)
+        count = np.zeros(ni.size, dtype=np.int64)
+        n = self.window
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                if dr == dc == 0:
+                    continue
+                r, c = rows + dr, cols + dc
+                inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+                q = np.where(inside, r * width + c, 0)
+                flags = f["flags"][q].astype(np.int64)
+                quiet = inside & (f["mask"][q] == MONITORED) & (f["confirmation_date"][q] == 0) & (flags & 1 == 0)
+                changed = np.zeros(ni.size, dtype=bool)
+                for age in range(n):
+                    slot = (f["ring_pos"][q].astype(np.intp) - age) % n
+                    seen = age < f["window_fill"][q]
+                    changed |= seen & ((flags >> age) & 1 == 1) & (f["ring_date"][slot, q] == day)
+                count += quiet & changed
+        return count >= self.outlier_neighbours
 
     def layers(self) -> dict[str, np.ndarray]:
         """SEPAL's output bands: dates (uint16 days since 1970-01-01, 0 = none), means (NaN = no alert), counts."""

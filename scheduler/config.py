@@ -262,19 +262,40 @@ class MoSumConfig(_NrtMonitorConfig):
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = Field(default=0.05, description="ROC stable-history level")
 
 
+# [monitor] keys that change what is reported from a state, not the state: changing one republishes, never refits.
+REPORT_ONLY = frozenset({"high_confidence", "halo_ratio"})
+
+
 class CCDCNRTConfig(_Section):
     """SEPAL's CCDC-based near-real-time alerts, made incremental (scheduler/ccdcnrt.py)."""
 
     algorithm: Literal["ccdc-nrt"] = "ccdc-nrt"
     harmonic_order: Annotated[int, Field(ge=0, le=5)] = 3
     trend: bool = True
-    min_confidence: Annotated[float, Field(gt=0)] = 5.0
+    # The defaults below were chosen on the hard suite's tuning seeds (bench/tune_suite.py, docs/accuracy.md); SEPAL's
+    # own are min_confidence 5, calibration_days 91 and every mechanism off.
+    min_confidence: Annotated[float, Field(gt=0)] = 8.0
     window: Annotated[int, Field(ge=1, le=8)] = Field(default=3, description="N of the M-of-N windows")
     min_changes: Annotated[int, Field(ge=1, le=8)] = Field(default=3, description="M of the M-of-N windows")
-    calibration_days: Annotated[int, Field(ge=0, le=730)] = 91
+    calibration_days: Annotated[int, Field(ge=0, le=730)] = 0
     monitoring_days: Annotated[int, Field(ge=1, le=730)] = 61
     must_be_confirmed_in_monitoring: bool = True
     must_be_stable_before_change: bool = True
+    armed_by_history: bool = Field(
+        default=True, description="A pixel stable at the end of its history may be alerted from the first day"
+    )
+    history_outliers: Annotated[float, Field(ge=0, le=100)] = Field(
+        default=4.0, description="Refit without history observations beyond this many robust sigmas (0: off)"
+    )
+    regional_block: Annotated[int, Field(ge=0, le=1024)] = Field(
+        default=64, description="Subtract the median change of unalerted pixels per block this wide (px; 0: off)"
+    )
+    outlier_neighbours: Annotated[int, Field(ge=0, le=8)] = Field(
+        default=2, description="An alert's first change is a passing cloud when this many neighbours had it (0: off)"
+    )
+    halo_ratio: Annotated[float, Field(ge=0, lt=1)] = Field(
+        default=0.5, description="Not an alert: a change below this share of an alerted neighbour's (blur; 0: off)"
+    )
     must_stay_changed: bool = True
     direction: Literal["both", "decrease", "increase"] = "both"
     high_confidence: Annotated[float, Field(gt=0)] = 10.0
@@ -475,7 +496,7 @@ class Config(BaseSettings):
     source: SourceConfig
     index: IndexConfig = IndexConfig()
     forest_mask: ForestMaskConfig = ForestMaskConfig()
-    monitor: MonitorConfig = IQRConfig()
+    monitor: MonitorConfig = CCDCNRTConfig()
     history: HistoryConfig
     clock: ClockConfig = ClockConfig()
     schedule: ScheduleConfig = ScheduleConfig()

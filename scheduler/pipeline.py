@@ -30,7 +30,7 @@ from catalog.store import CatalogLayout, Publication, read_index
 from scheduler import aligned, backups, parallel
 from scheduler.blocks import absorb_all, block_rows, join_blocks, load_rows, row_blocks, tile_rows
 from scheduler.clock import utc
-from scheduler.config import SCREENING_BANDS, Config
+from scheduler.config import REPORT_ONLY, SCREENING_BANDS, Config
 from scheduler.errors import ConfigError, HistoryTooShortError, NrtAlertsError, StateError
 from scheduler.grid import Tile, area_tiles
 from scheduler.keys import acquisition_key
@@ -67,7 +67,7 @@ Progress = Callable[[int], None]
 def fingerprint(cfg: Config) -> dict:
     """The settings a state depends on; a state fitted with others must be refitted, not silently reused."""
     return {
-        "monitor": cfg.monitor.model_dump(mode="json", exclude={"high_confidence"}),
+        "monitor": cfg.monitor.model_dump(mode="json", exclude=set(REPORT_ONLY)),
         "index": cfg.index.name,
         "history": cfg.history.model_dump(mode="json"),
         "area": cfg.area.model_dump(mode="json"),

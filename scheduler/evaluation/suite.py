@@ -218,15 +218,20 @@ def run_one(work: Path, seed: int, monitor: str, size: int) -> SuiteScore:
     return run_monitor(work / "runs" / archive.root.name / monitor, archive, monitor)
 
 
-def run_monitor(root: Path, archive: DemoArchive, monitor: str) -> SuiteScore:
-    """Fit one monitor (project defaults) on a suite archive in root, update to the archive's end, score it."""
+def run_monitor(root: Path, archive: DemoArchive, monitor: str | dict) -> SuiteScore:
+    """Fit one monitor on a suite archive in root, update to the archive's end, score it.
+
+    `monitor` is an algorithm (the project's defaults) or a [monitor] table (a variant being tuned).
+    """
     seed = archive.spec.seed
+    table = {"algorithm": monitor} if isinstance(monitor, str) else dict(monitor)
+    monitor = str(table["algorithm"])
     root.mkdir(parents=True, exist_ok=True)
     link = root / "archive"
     if not link.exists():
         link.symlink_to(archive.root.resolve(), target_is_directory=True)
     base = load_config(write_demo_config(root, archive.spec, tile_size=min(TILE, archive.spec.width)))
-    cfg = base.model_copy(update={"monitor": parse_monitor({"algorithm": monitor})})
+    cfg = base.model_copy(update={"monitor": parse_monitor(table)})
     try:
         pipeline = Pipeline(cfg)
         end = dt.datetime.combine(archive.spec.end, dt.time.max, tzinfo=dt.UTC)

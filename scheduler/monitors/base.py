@@ -136,8 +136,8 @@ class Monitor(ABC):
         """Per pixel: 0 none, 1 first, 2 provisional, 3 confirmed, 4 finished."""
 
     @abstractmethod
-    def layers(self, high_confidence: float) -> dict[str, np.ndarray]:
-        """The published alert layers: status, date, confirmed, magnitude, confidence."""
+    def layers(self, cfg: MonitorConfig) -> dict[str, np.ndarray]:
+        """The published alert layers (status, date, confirmed, magnitude, confidence) with cfg's report settings."""
 
     @abstractmethod
     def band_offsets(self) -> tuple[np.ndarray, np.ndarray, str]:

@@ -177,7 +177,7 @@ class NrtMonitor(Monitor):
         stage[monitored & (run == 1)] = STAGE_FIRST
         stage[monitored & (run >= 2)] = STAGE_PROVISIONAL
 
-    def layers(self, high_confidence: float) -> dict[str, np.ndarray]:
+    def layers(self, cfg: MonitorConfig) -> dict[str, np.ndarray]:
         """Magnitude and confidence are the run's means; the confirmation date is nrt's detection date."""
         extras = self.state.extras
         mask = np.asarray(self.model.mask)
@@ -185,7 +185,7 @@ class NrtMonitor(Monitor):
         with np.errstate(invalid="ignore", divide="ignore"):
             magnitude = np.where(count > 0, extras["run_sum"] / count, np.nan).astype(np.float32)
             confidence = np.where(count > 0, extras["run_score"] / count, np.nan).astype(np.float32)
-        high = np.nan_to_num(confidence, nan=0.0) >= high_confidence
+        high = np.nan_to_num(confidence, nan=0.0) >= cfg.high_confidence
         detected = getattr(self.model, "detection_date", None)
         confirmed = np.zeros(mask.shape, np.uint16) if self.state.empty or detected is None else np.asarray(detected)
         return alert_layers(

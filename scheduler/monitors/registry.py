@@ -67,7 +67,7 @@ def absorb(state: MonitorState, array: np.ndarray, when: dt.datetime) -> None:
 def report_layers(state: MonitorState, cfg: MonitorConfig) -> dict[str, Any]:
     """The published layers: status codes, first-detection date, mean magnitude and confidence (+ series data)."""
     monitor = monitor_of(state, cfg)
-    layers: dict[str, Any] = monitor.layers(cfg.high_confidence)
+    layers: dict[str, Any] = monitor.layers(cfg)
     record = state.series
     layers[SERIES_KEY] = SeriesExport(record.get("chunks", []), monitor.export_model(), record.get("monitoring_start"))
     return layers

@@ -12,7 +12,8 @@ from catalog.series import ModelForm
 from scheduler.ccdcnrt import CCDCNRT, RMSE_FLOOR
 from scheduler.config import CCDCNRTConfig, MonitorConfig
 from scheduler.monitors.base import Monitor, alert_layers, naive_utc, status_codes
-from scheduler.pixel_codes import STAGE_FIRST, STAGE_PROVISIONAL
+from scheduler.pixel_codes import STAGE_CONFIRMED, STAGE_FINISHED, STAGE_FIRST, STAGE_PROVISIONAL
+from scheduler.spatial import blur_halos
 
 # CCDCNRT's parameters, read from the config fields of the same name.
 PARAMETERS = (
@@ -27,6 +28,10 @@ PARAMETERS = (
     "must_be_stable_before_change",
     "must_stay_changed",
     "direction",
+    "armed_by_history",
+    "history_outliers",
+    "regional_block",
+    "outlier_neighbours",
 )
 
 
@@ -84,7 +89,7 @@ class CCDCNRTMonitor(Monitor):
             return np.zeros(np.asarray(self.model.mask).shape, np.uint8)
         return self.model.alert_stage()
 
-    def layers(self, high_confidence: float) -> dict[str, np.ndarray]:
+    def layers(self, cfg: MonitorConfig) -> dict[str, np.ndarray]:
         """SEPAL's layers; SEPAL's difference is expected - observed, ours observed - expected (a loss < 0)."""
         model = self.model
         mask = np.asarray(model.mask)
@@ -100,7 +105,10 @@ class CCDCNRTMonitor(Monitor):
         pending_date, pending_confidence, pending_difference = model.pending()
         confidence = np.where(pending, pending_confidence, layers["confidence"]).astype(np.float32)
         difference = np.where(pending, pending_difference, layers["difference"]).astype(np.float32)
-        high = np.nan_to_num(confidence, nan=0.0) >= high_confidence
+        alerted = (stage == STAGE_CONFIRMED) | (stage == STAGE_FINISHED)
+        # Forest beside a clearing that changed by a small part of the clearing's drop is the sensor's blur.
+        stage = np.where(blur_halos(alerted, difference, getattr(cfg, "halo_ratio", 0.0)), 0, stage).astype(np.uint8)
+        high = np.nan_to_num(confidence, nan=0.0) >= cfg.high_confidence
         return alert_layers(
             status_codes(stage, high, mask),
             np.where(pending, pending_date, layers["first_detection_date"]),
