@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import rasterio
 import xarray as xr
+from rasterio.session import AWSSession
 from rasterio.windows import Window
 
 from catalog.atomic import file_version
@@ -52,6 +53,7 @@ def load_on_grid(
     gdal: dict[str, object],
     share: bool = True,
     remote: bool = False,
+    aws: dict[str, str] | None = None,
 ) -> xr.Dataset | None:
     """The acquisitions' pixels, read window by window; None where odc-stac must read them.
 
@@ -59,7 +61,7 @@ def load_on_grid(
     coordinates. The dates are the acquisitions' (group_acquisitions groups as odc-stac does), each at its first
     item's time, as odc-stac stamps a group. With `share`, assets already open for another tile of the run (see
     `shared_datasets`) are read through that dataset. `remote`: the assets are not local files; `threads` assets are
-    read at once, none shared, and a failed read raises UnreadableAsset.
+    read at once, none shared, and a failed read raises UnreadableAsset. `aws`: an S3 source's AWSSession arguments.
     """
     share = share and not remote
     arrays: dict[str, np.ndarray] = {}
@@ -87,7 +89,7 @@ def load_on_grid(
         return True
 
     def read_date(i: int) -> None:
-        with rasterio.Env(**gdal):  # GDAL's options are per thread
+        with rasterio.Env(AWSSession(**aws) if aws else None, **gdal):  # GDAL's options are per thread
             pending = list(arrays)
             while pending:
                 # Another tile is reading this asset now: read another variable of the date meanwhile. Tiles
@@ -101,7 +103,7 @@ def load_on_grid(
 
     def read_asset(task: tuple[int, str]) -> None:
         i, name = task
-        with rasterio.Env(**gdal):
+        with rasterio.Env(AWSSession(**aws) if aws else None, **gdal):
             try:
                 read_variable(i, name, wait=True)
             except (rasterio.errors.RasterioError, OSError) as exc:

@@ -446,7 +446,10 @@ def _read(items: list[pystac.Item], tile: Tile, cfg: Config, extra_roles: tuple[
         acquisitions = group_acquisitions(items, tile)
         # A retry opens every asset afresh, not through datasets other tiles keep open.
         share = attempts == 1
-        return load_on_grid(skeleton, acquisitions, tile, threads=threads, gdal=options, share=share, remote=remote)
+        aws = auth.s3_session(src)  # S3 keys reach GDAL only in a session, never as plain options
+        return load_on_grid(
+            skeleton, acquisitions, tile, threads=threads, gdal=options, share=share, remote=remote, aws=aws
+        )
 
     span = _span(items)
     try:
