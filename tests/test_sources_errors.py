@@ -21,7 +21,6 @@ from test_faults import (  # noqa: F401 (fixtures)
     _ProxyHandler,
     assert_same_state,
     clean,
-    fitted,
     outcome,
     records,
     stac_proxy,
