@@ -24,6 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import base_parser, load_average, mode_of, stats, table, write_result  # noqa: E402
 
 from scheduler.ccdcnrt import CCDCNRT  # noqa: E402
+from scheduler.config import CCDCNRTConfig  # noqa: E402
+from scheduler.monitors.sepal import PARAMETERS  # noqa: E402
+
+# SEPAL's rules (the class's own defaults) and the project's defaults (the config's: the mechanisms on).
+VARIANTS = {
+    "sepal": {},
+    "project_defaults": {name: getattr(CCDCNRTConfig(), name) for name in PARAMETERS},
+}
 
 SIZE = {"full": 1000, "quick": 1000, "smoke": 64}
 N_TIME = 150
@@ -43,9 +51,9 @@ def stack(n: int, n_time: int) -> xr.DataArray:
     return xr.DataArray(data, dims=("time", "y", "x"), coords={"time": times})
 
 
-def once(da: xr.DataArray) -> dict[str, float]:
+def once(da: xr.DataArray, variant: str) -> dict[str, float]:
     """Seconds of each step on a fresh model; the fitted mask must cover the area (else the numbers mean nothing)."""
-    model = CCDCNRT()
+    model = CCDCNRT(**VARIANTS[variant])
     t0 = time.perf_counter()
     model.fit(da)
     t1 = time.perf_counter()
@@ -66,22 +74,24 @@ def main() -> int:
     n, repeats = SIZE[mode], args.repeats or REPEATS[mode]
     da = stack(n, N_TIME)
     loads = [load_average()]
-    runs = []
+    runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in VARIANTS}
     for _ in range(repeats):
-        runs.append(once(da))
-        loads.append(load_average())
+        for variant in VARIANTS:  # alternating, so both see the same machine
+            runs[variant].append(once(da, variant))
+            loads.append(load_average())
     steps = ("fit", "monitor", "layers_and_stage")
     result = {
         "mode": mode,
         "pixels": [n, n],
         "acquisitions": N_TIME,
+        "variants": VARIANTS,
         "runs": runs,
-        "seconds": {step: stats([r[step] for r in runs]) for step in steps},
+        "seconds": {v: {step: stats([r[step] for r in runs[v]]) for step in steps} for v in VARIANTS},
         "load_average": loads,
     }
     path = write_result(args.results, "ccdcnrt_speed", result)
-    rows = [[step, result["seconds"][step]["median"]] for step in steps]
-    print(table(["step", f"median s ({n} x {n} x {N_TIME}, {repeats} runs)"], rows))
+    rows = [[step, *(result["seconds"][v][step]["median"] for v in VARIANTS)] for step in steps]
+    print(table(["step", *(f"{v}: median s ({n} x {n} x {N_TIME}, {repeats} runs)" for v in VARIANTS)], rows))
     print(f"written {path}")
     return 0
 
