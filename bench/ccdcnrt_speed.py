@@ -30,7 +30,7 @@ from scheduler.monitors.sepal import PARAMETERS  # noqa: E402
 # SEPAL's rules (the class's own defaults) and the project's defaults (the config's: the mechanisms on).
 VARIANTS = {
     "sepal": {},
-    "project_defaults": {name: getattr(CCDCNRTConfig(), name) for name in PARAMETERS},
+    "project_defaults": CCDCNRTConfig().model_dump(include=set(PARAMETERS)),
 }
 
 SIZE = {"full": 1000, "quick": 1000, "smoke": 64}

@@ -61,7 +61,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import warnings
 
 import numpy as np
 import xarray as xr
@@ -79,6 +78,7 @@ from scheduler.pixel_codes import (
     STAGE_FIRST,
     STAGE_PROVISIONAL,
 )
+from scheduler.spatial import regional_median
 
 log = logging.getLogger(__name__)
 
@@ -131,32 +131,6 @@ def _column_median(values: np.ndarray, count: np.ndarray) -> np.ndarray:
     take = np.take_along_axis
     median = 0.5 * (take(ordered, low[None, :], 0)[0] + take(ordered, np.minimum(high, len(values) - 1)[None, :], 0)[0])
     return np.where(count > 0, median, np.nan)
-
-
-def regional_median(values: np.ndarray, block: int, min_share: float = 0.25) -> np.ndarray:
-    """Per-pixel regional level of a 2-D array with NaNs: block medians, bilinearly interpolated between centres.
-
-    A block with fewer than min_share of its pixels valid has no level of its own (0, the model's expectation).
-    """
-    rows, cols = values.shape
-    n_r, n_c = -(-rows // block), -(-cols // block)
-    padded = np.full((n_r * block, n_c * block), np.nan)
-    padded[:rows, :cols] = values
-    blocks = padded.reshape(n_r, block, n_c, block).transpose(0, 2, 1, 3).reshape(n_r, n_c, block * block)
-    valid = np.isfinite(blocks).sum(axis=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks
-        level = np.nanmedian(blocks, axis=2)
-    level = np.where(valid >= min_share * block * block, level, 0.0)
-    # Block centres at (i + 0.5) * block - 0.5; pixels between them are interpolated, beyond them held.
-    r = np.clip((np.arange(rows) + 0.5) / block - 0.5, 0, n_r - 1)
-    c = np.clip((np.arange(cols) + 0.5) / block - 0.5, 0, n_c - 1)
-    r0, c0 = np.floor(r).astype(int), np.floor(c).astype(int)
-    r1, c1 = np.minimum(r0 + 1, n_r - 1), np.minimum(c0 + 1, n_c - 1)
-    fr, fc = (r - r0)[:, None], (c - c0)[None, :]
-    top = level[r0][:, c0] * (1 - fc) + level[r0][:, c1] * fc
-    bottom = level[r1][:, c0] * (1 - fc) + level[r1][:, c1] * fc
-    return top * (1 - fr) + bottom * fr
 
 
 def _saturating_add(array: np.ndarray, where: np.ndarray, amount: np.ndarray | int = 1) -> None:
@@ -290,8 +264,9 @@ class CCDCNRT:
         n_pix = data.shape[1]
         seen = np.zeros(n_pix, dtype=np.int64)
         stable = np.zeros(n_pix, dtype=np.int64)
+        fitted = np.isfinite(beta[0])
         for t in range(len(days) - 1, -1, -1):
-            idx = np.flatnonzero((seen < self.window) & np.isfinite(data[t]) & np.isfinite(beta[0]))
+            idx = np.flatnonzero((seen < self.window) & np.isfinite(data[t]) & fitted)
             if idx.size == 0:
                 if not (seen < self.window).any():
                     break

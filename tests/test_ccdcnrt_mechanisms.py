@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from scheduler.ccdcnrt import CCDCNRT, regional_median
-from scheduler.spatial import blur_halos
+from scheduler.ccdcnrt import CCDCNRT
+from scheduler.spatial import blur_halos, regional_median
 
 MONITORING = dt.date(2023, 1, 1)
 NOISE = 0.01

@@ -93,7 +93,7 @@ def test_fit_that_finds_nothing_exits_3_naming_collection_bbox_period_and_cloud_
 
 @pytest.mark.slow  # the `fitted` fixture fits both demo tiles
 def test_a_tile_outside_the_imagery_fails_naming_what_its_search_asked_for(
-    fitted: Config,  # noqa: F811
+    fitted: Config,
     demo_archive: DemoArchive,
     tmp_path: Path,
 ) -> None:
@@ -129,7 +129,7 @@ def _window() -> tuple[dt.datetime, dt.datetime]:
 
 @pytest.mark.slow
 def test_a_cut_off_item_stops_each_tile_at_its_day_names_its_file_and_is_read_again_when_fixed(
-    fitted: Config,  # noqa: F811
+    fitted: Config,
     clean: dict,  # noqa: F811
     demo_archive: DemoArchive,
     tmp_path: Path,
@@ -166,7 +166,7 @@ def test_a_cut_off_item_stops_each_tile_at_its_day_names_its_file_and_is_read_ag
 
 @pytest.mark.slow
 def test_an_item_without_datetime_is_skipped_with_a_warning_and_the_others_are_absorbed(
-    fitted: Config,  # noqa: F811
+    fitted: Config,
     clean: dict,  # noqa: F811
     demo_archive: DemoArchive,
     tmp_path: Path,
@@ -193,7 +193,7 @@ def test_an_item_without_datetime_is_skipped_with_a_warning_and_the_others_are_a
 
 @pytest.mark.slow
 def test_skip_acquisition_releases_a_tile_held_by_a_bad_item(
-    fitted: Config,  # noqa: F811
+    fitted: Config,
     clean: dict,  # noqa: F811
     demo_archive: DemoArchive,
     tmp_path: Path,
@@ -284,7 +284,7 @@ def _spoil(item_id: str, how: str) -> Callable[[dict], None]:
 @pytest.mark.parametrize("how", ["no datetime", "assets not an object"])
 def test_an_invalid_item_on_a_stac_api_page_is_skipped_and_the_rest_of_the_page_used(
     how: str,
-    fitted: Config,  # noqa: F811
+    fitted: Config,
     clean: dict,  # noqa: F811
     demo_archive: DemoArchive,
     editing_proxy: FaultProxy,
